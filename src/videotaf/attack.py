@@ -1,0 +1,257 @@
+"""Adversarial augmentation of video clips: TA (Eq. 6, Sec. 3.2) and the vanilla CE-based PGD (Eq. 1).
+
+Both attacks are L_inf PGD in raw pixel space: clips are ``(B, T, 3, H, W)`` in [0, 1] and the model normalises
+internally, so ``eps = 64/255`` is the paper's eps = 64 on the 0..255 scale. Every step is
+``X <- Proj_{[X0 - eps, X0 + eps] and [0, 1]}(X + step_size * sign(grad L))``.
+
+Called on their own, the attacks leave the model exactly as they found it: they run it in its current mode (in
+training mode the CAMs come from batch statistics, as the trainer sees them), take gradients with
+``torch.autograd.grad`` with respect to the input only (no parameter ``.grad`` moves) and restore every
+BatchNorm buffer afterwards. Forward passes go through the unwrapped module, so a DDP wrapper never sees them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videotaf.bn import frozen_bn_stats
+from videotaf.cam import (
+    FeatureTap,
+    NormMode,
+    Score,
+    cam_layer_of,
+    cam_loss,
+    cams_from_forward,
+    normalize_cams,
+    unwrap,
+)
+
+
+def select_targets(
+    logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The target-label rule of Sec. 3.2 for the CAMs of TA.
+
+    Where the prediction is wrong, the true label (boost the right evidence of a hard example, as in AdvCAM);
+    where it is right, a label drawn uniformly from the other ``num_classes - 1`` classes (diverse temporal views).
+
+    Args:
+        logits: ``(B, num_classes)``.
+        labels: ``(B,)`` long, the true labels.
+        generator: optional ``torch.Generator`` for the random labels; one number is drawn per sample either way,
+            so the stream does not depend on which predictions were right.
+
+    Returns:
+        ``(B,)`` long target labels.
+    """
+    num_classes = logits.shape[1]
+    labels = labels.long()
+    if num_classes < 2:
+        return labels.clone()
+    device = generator.device if generator is not None else labels.device
+    draw = torch.randint(0, num_classes - 1, labels.shape, generator=generator, device=device).to(labels.device)
+    other = draw + (draw >= labels).long()
+    correct = logits.argmax(dim=1) == labels
+    return torch.where(correct, other, labels)
+
+
+class _ProjectedGradientAscent:
+    """L_inf PGD on clips in [0, 1]; subclasses define the loss to climb."""
+
+    uses_features = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float,
+        step_size: float,
+        steps: int,
+        random_start: bool,
+        generator: torch.Generator | None,
+    ) -> None:
+        if eps < 0 or step_size < 0:
+            raise ValueError(f"eps and step_size must be >= 0, got eps={eps}, step_size={step_size}")
+        if steps < 1:
+            raise ValueError(f"steps (K) must be >= 1, got {steps}")
+        self.model = model
+        self.eps = float(eps)
+        self.step_size = float(step_size)
+        self.steps = int(steps)
+        self.random_start = bool(random_start)
+        self.generator = generator
+
+    # -- pieces shared with the fused TAF step (videotaf.objective) ---------------------------------------------
+    def targets(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The labels the attack loss is computed for, fixed at the first forward pass."""
+        return labels
+
+    def loss(
+        self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def project(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Onto the eps-ball around the clean clip ``x0`` and onto [0, 1]."""
+        return torch.minimum(torch.maximum(x, x0 - self.eps), x0 + self.eps).clamp_(0.0, 1.0)
+
+    def ascend(self, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """One step of Eq. (6): ``Proj(x + step_size * sign(grad))``, detached."""
+        return self.project(x.detach() + self.step_size * grad.sign(), x0)
+
+    def start(self, x0: torch.Tensor) -> torch.Tensor:
+        if not self.random_start or self.eps == 0:
+            return x0.clone()
+        device = self.generator.device if self.generator is not None else x0.device
+        noise = torch.rand(x0.shape, generator=self.generator, device=device, dtype=x0.dtype).to(x0.device)
+        return self.project(x0 + (2 * noise - 1) * self.eps, x0)
+
+    def forward_with_features(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``model(x)`` and, when the loss needs it, the CAM layer's output as captured (still in the graph)."""
+        if not self.uses_features:
+            return model(x), None
+        tap = FeatureTap()
+        with tap.attached(cam_layer_of(model)):
+            logits = model(x)
+        return logits, tap.pop()
+
+    def input_gradient(
+        self,
+        x: torch.Tensor,
+        logits: torch.Tensor,
+        features: torch.Tensor | None,
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+        retain_graph: bool = False,
+    ) -> torch.Tensor:
+        """d loss / d x through an existing forward pass (``x`` must require grad)."""
+        loss = self.loss(logits, features, labels, targets)
+        (grad,) = torch.autograd.grad(loss, x, retain_graph=retain_graph)
+        return grad
+
+    def continue_from(
+        self, x: torch.Tensor, x0: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, steps: int
+    ) -> torch.Tensor:
+        """``steps`` more PGD steps from ``x``, each with its own forward; BatchNorm buffers are restored."""
+        model = unwrap(self.model)
+        with torch.enable_grad(), frozen_bn_stats(model):
+            for _ in range(steps):
+                x = x.detach().requires_grad_(True)
+                logits, features = self.forward_with_features(model, x)
+                x = self.ascend(x, x0, self.input_gradient(x, logits, features, labels, targets))
+        return x.detach()
+
+    # -- standalone use ------------------------------------------------------------------------------------------
+    def __call__(self, clips: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Adversarial clips ``(B, T, 3, H, W)`` within ``eps`` of ``clips`` (L_inf) and inside [0, 1]."""
+        if clips.dim() != 5:
+            raise ValueError(f"clips must be (B, T, C, H, W), got {tuple(clips.shape)}")
+        if labels.shape != clips.shape[:1]:
+            raise ValueError(f"labels must be ({clips.shape[0]},), got {tuple(labels.shape)}")
+        x0 = clips.detach()
+        model = unwrap(self.model)
+        with torch.enable_grad(), frozen_bn_stats(model):
+            x = self.start(x0).requires_grad_(True)
+            logits, features = self.forward_with_features(model, x)
+            targets = self.targets(logits.detach(), labels)
+            x = self.ascend(x, x0, self.input_gradient(x, logits, features, labels, targets))
+        if self.steps > 1:
+            x = self.continue_from(x, x0, labels, targets, self.steps - 1)
+        return x.detach()
+
+
+class TemporalAdversarialAugmentation(_ProjectedGradientAscent):
+    """TA: PGD that maximises the CAM loss L_C of the non-key frames, Eq. (2)-(6).
+
+    Args:
+        model: a video model with a ``cam_layer`` (see :mod:`videotaf.models.base`); may be wrapped in DDP.
+        eps: L_inf budget in [0, 1] pixel units (paper: 64/255).
+        step_size: beta of Eq. (6) (paper: 32/255).
+        steps: K of Eq. (6) (paper: 1).
+        num_nonkey: N of Eq. (4)-(5); ``None`` means every CAM frame (the paper's N = T). Values above the number
+            of CAM frames T' are clamped to T'.
+        random_start: start from a uniform point of the eps-ball (off in the paper).
+        score: the class score whose gradient weights Eq. (2); see :mod:`videotaf.cam` for the sign.
+        cam_norm: ``"paper"`` for Eq. (3) literally, ``"minmax"`` to divide by ``max - min``.
+        relu: ReLU on the CAMs before Eq. (3).
+        target_rule: ``"paper"`` (Sec. 3.2: true label if misclassified, random other label if right),
+            ``"true"`` or ``"predicted"``.
+        second_order: keep the Grad-CAM weights in the graph (exact gradient, one more backward of cost).
+        generator: ``torch.Generator`` for the random target labels and the random start.
+    """
+
+    uses_features = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 64 / 255,
+        step_size: float = 32 / 255,
+        steps: int = 1,
+        num_nonkey: int | None = None,
+        random_start: bool = False,
+        score: Score = "log_prob",
+        cam_norm: NormMode = "paper",
+        relu: bool = False,
+        target_rule: str = "paper",
+        second_order: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(model, eps, step_size, steps, random_start, generator)
+        if num_nonkey is not None and num_nonkey < 1:
+            raise ValueError(f"num_nonkey (N) must be >= 1 or None, got {num_nonkey}")
+        if target_rule not in ("paper", "true", "predicted"):
+            raise ValueError(f"target_rule must be 'paper', 'true' or 'predicted', got {target_rule!r}")
+        if score not in ("log_prob", "ce", "logit"):
+            raise ValueError(f"score must be 'log_prob', 'ce' or 'logit', got {score!r}")
+        if cam_norm not in ("paper", "minmax"):
+            raise ValueError(f"cam_norm must be 'paper' or 'minmax', got {cam_norm!r}")
+        cam_layer_of(model)  # fail at construction, not in the middle of training
+        self.num_nonkey = num_nonkey
+        self.score: Score = score
+        self.cam_norm: NormMode = cam_norm
+        self.relu = relu
+        self.target_rule = target_rule
+        self.second_order = second_order
+
+    def targets(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.target_rule == "true":
+            return labels.long()
+        if self.target_rule == "predicted":
+            return logits.argmax(dim=1)
+        return select_targets(logits, labels, self.generator)
+
+    def loss(
+        self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """L_C, Eq. (5), of the CAMs (Eq. 2-3) for ``targets``."""
+        assert features is not None
+        cams = cams_from_forward(logits, features, targets, self.score, self.relu, self.second_order)
+        cams_norm = normalize_cams(cams, self.cam_norm)
+        frames = cams_norm.shape[1]
+        return cam_loss(cams_norm, frames if self.num_nonkey is None else min(self.num_nonkey, frames))
+
+
+class CrossEntropyAugmentation(_ProjectedGradientAscent):
+    """Vanilla adversarial augmentation, Eq. (1): PGD maximising the cross-entropy of the true label.
+
+    The CE-based baseline of Table 2a (and AdvProp's attack); same interface as
+    :class:`TemporalAdversarialAugmentation`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 64 / 255,
+        step_size: float = 32 / 255,
+        steps: int = 1,
+        random_start: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(model, eps, step_size, steps, random_start, generator)
+
+    def loss(
+        self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, reduction="sum")
