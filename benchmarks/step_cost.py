@@ -1,0 +1,168 @@
+"""What a TAF step costs compared with a plain training step (issue: step cost; paper Sec. 4.3 "Computational Cost").
+
+Measured in one process, methods interleaved round-robin so that drift hits all of them alike. Reports the median
+step time of each schedule, its ratio to the plain step, and the pass-count floors of the fused schedule
+(7/3 at K = 1, 11/3 at K = 3; see ``videotaf.objective``). Memory: the GPU's peak allocation during a step, or on the CPU the storages autograd saves
+for backward during a step (activation memory, parameters excluded).
+
+    python benchmarks/step_cost.py                 # small TSM and TSM-R50 on the CPU, updates BENCHMARKS.md
+    python benchmarks/step_cost.py --quick         # a smoke run
+    python benchmarks/step_cost.py --device cuda --amp --models tsm_r50_224 --batch 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from _common import ROOT, header, update_section, write_json  # noqa: E402
+from videotaf.bn import convert_dual_bn  # noqa: E402
+from videotaf.models import build  # noqa: E402
+from videotaf.objective import build_objective  # noqa: E402
+
+MODELS = {
+    # name: (build options, frames, pixels, batch)
+    "tsm_small": (dict(depth=18, width=0.25), 8, 64, 8),
+    "tsm_r50_112": (dict(depth=50), 8, 112, 2),
+    "tsm_r50_224": (dict(depth=50), 8, 224, 2),
+}
+SCHEDULES = {
+    # name: (method, K, fused, pass-count floor relative to a plain step)
+    "plain": ("plain", 1, True, 1.0),
+    "taf_k1": ("taf", 1, True, 7 / 3),
+    "taf_k1_naive": ("taf", 1, False, 8 / 3),
+    "taf_k3": ("taf", 3, True, 11 / 3),
+    "ce_adv_k1": ("ce_adv", 1, True, 7 / 3),
+}
+
+
+def make(model_name: str, schedule: str, device: torch.device, batch: int | None, channels_last: bool):
+    opts, frames, px, default_batch = MODELS[model_name]
+    method, steps, fused, _ = SCHEDULES[schedule]
+    torch.manual_seed(0)
+    model = build("tsm", 10, frames, **opts).to(device).train()
+    objective = build_objective(method, steps=steps, fused=fused, generator=torch.Generator().manual_seed(0))
+    if objective.needs_dual_bn:
+        convert_dual_bn(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    b = batch or default_batch
+    clips = torch.rand(b, frames, 3, px, px, device=device)
+    labels = torch.randint(0, 10, (b,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    return model, objective, opt, clips, labels
+
+
+def one_step(model, objective, opt, clips, labels, amp: bool, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        objective.step(model, clips, labels)
+    opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def activation_memory_mb(model, objective, opt, clips, labels, amp: bool, device: torch.device) -> float:
+    """Memory one step holds for backward: CUDA peak allocation on the GPU; on the CPU, the distinct storages
+    autograd saves during the step (parameters excluded), a proxy of the activation memory that dominates."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        one_step(model, objective, opt, clips, labels, amp, device)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        one_step(model, objective, opt, clips, labels, amp, device)
+    return sum(seen.values()) / 2**20
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS))
+    p.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=list(SCHEDULES))
+    p.add_argument("--reps", type=int, default=None, help="timed steps per schedule (after 2 warm-up steps)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step_cost.json"))
+    p.add_argument("--no-md", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = p.parse_args()
+    models = args.models or (["tsm_small"] if args.quick else ["tsm_small", "tsm_r50_224"])
+    reps = args.reps or (3 if args.quick else 10)
+    device = torch.device(args.device)
+    results = {}
+    for model_name in models:
+        runs = {s: make(model_name, s, device, args.batch, args.channels_last) for s in args.schedules}
+        times: dict[str, list[float]] = {s: [] for s in args.schedules}
+        for rep in range(reps + 2):
+            for s, run in runs.items():
+                t = one_step(*run, args.amp, device)
+                if rep >= 2:
+                    times[s].append(t)
+        plain = statistics.median(times["plain"]) if "plain" in times else None
+        rows = {}
+        for s in args.schedules:
+            med = statistics.median(times[s])
+            rows[s] = {
+                "median_s": med,
+                "ratio_to_plain": med / plain if plain else None,
+                "pass_floor": SCHEDULES[s][3],
+            }
+        if not args.no_memory:
+            mem = {s: activation_memory_mb(*run, args.amp, device) for s, run in runs.items()}
+            for s in args.schedules:
+                rows[s]["peak_mb"] = mem[s]
+                rows[s]["memory_ratio"] = mem[s] / mem["plain"] if mem.get("plain") else None
+        _, frames, px, default_batch = MODELS[model_name]
+        del runs
+        results[model_name] = {"frames": frames, "pixels": px, "batch": args.batch or default_batch, "rows": rows}
+        print(f"\n{model_name}: {frames} frames, {px} px, batch {args.batch or default_batch}, {reps} timed steps")
+        for s, r in rows.items():
+            mem_txt = f"  memory {r['peak_mb']:.0f} MB (x{r['memory_ratio']:.2f})" if r.get("memory_ratio") else ""
+            print(
+                f"  {s:13s} {r['median_s']:.3f} s  x{r['ratio_to_plain']:.2f}  (floor x{r['pass_floor']:.2f}){mem_txt}"
+            )
+
+    write_json(args.out, {"device": args.device, "amp": args.amp, "reps": reps, "results": results})
+    if args.no_md:
+        return
+    lines = [
+        header(),
+        "| model | frames x px x batch | schedule | median step | x plain | pass floor | step memory | x plain mem |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model_name, res in results.items():
+        for s, r in res["rows"].items():
+            mem = f"{r['peak_mb']:.0f} MB" if "peak_mb" in r else "-"
+            memr = f"{r['memory_ratio']:.2f}" if r.get("memory_ratio") else "-"
+            lines.append(
+                f"| {model_name} | {res['frames']} x {res['pixels']} x {res['batch']} | {s} | {r['median_s']:.3f} s "
+                f"| {r['ratio_to_plain']:.2f} | {r['pass_floor']:.2f} | {mem} | {memr} |"
+            )
+    section = "step_cost_gpu" if device.type == "cuda" else "step_cost_cpu"
+    update_section(section, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""timm-style model registry: ``@register_model`` factories, :func:`build` and :func:`available`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from videotaf.models.base import VideoClassifier
+
+_REGISTRY: dict[str, Callable[..., VideoClassifier]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., VideoClassifier]], Callable[..., VideoClassifier]]:
+    """Register ``factory(num_classes, num_frames, **options) -> VideoClassifier`` under ``name``."""
+
+    def deco(factory: Callable[..., VideoClassifier]) -> Callable[..., VideoClassifier]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def available() -> list[str]:
+    """Sorted names accepted by :func:`build`."""
+    return sorted(_REGISTRY)
+
+
+def model_options(name: str) -> list[str]:
+    """Keyword options accepted by model ``name`` (besides ``num_classes`` and ``num_frames``)."""
+    factory = _lookup(name)
+    params = inspect.signature(factory).parameters
+    return [p for p in params if p not in ("num_classes", "num_frames")]
+
+
+def _lookup(name: str) -> Callable[..., VideoClassifier]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+def build(name: str, num_classes: int, num_frames: int, **options: Any) -> VideoClassifier:
+    """Build model ``name`` for ``num_classes`` classes and clips of ``num_frames`` frames.
+
+    Raises ValueError for an unknown name (listing the available ones) and TypeError for an option the model
+    does not take (naming it and listing the accepted ones).
+    """
+    factory = _lookup(name)
+    accepted = model_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"model {name!r} got unknown option(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(accepted)}"
+        )
+    return factory(num_classes=num_classes, num_frames=num_frames, **options)

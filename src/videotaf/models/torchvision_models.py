@@ -1,0 +1,235 @@
+"""Wrappers around torchvision's video classifiers (built with ``weights=None``; nothing downloads).
+
+Clips ``(B, T, 3, H, W)`` in [0, 1] are normalised with the mean/std torchvision's own Kinetics transforms use
+for each model, then permuted to torchvision's ``(B, 3, T, H, W)``. The final layer is replaced by a
+``num_classes`` one after an optional local state dict (``weights=path``, the 400-class Kinetics file) is loaded.
+
+``cam_layer`` gives ``(B, C, T', h, w)``:
+- r3d_18 / mc3_18 / r2plus1d_18: ``layer4`` (T' = T/8 for r3d and r(2+1)d, T for mc3);
+- s3d: ``features`` (T' = T/8);
+- mvit_v2_s / swin3d_t: an identity :class:`TokenMapTap` that reshapes the tokens into maps. MViT's logits come
+  from the class token only, so the tap sits at the input of the last block (where attention still mixes the
+  patch tokens into the class token); for Swin it sits on the output of ``features``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.video import MViT
+from torchvision.models.video.mvit import MSBlockConfig
+
+from videotaf.models.base import VideoClassifier
+from videotaf.models.layers.normalize import Normalize
+from videotaf.models.registry import register_model
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+KINETICS_MEAN_45 = (0.45, 0.45, 0.45)
+KINETICS_STD_225 = (0.225, 0.225, 0.225)
+
+
+class TokenMapTap(nn.Identity):
+    """Identity on feature maps ``(B, C, T', h, w)``; exists so a forward hook can grab the transformer's maps."""
+
+
+class _ClipAvgPool(nn.Module):
+    """S3D's AvgPool3d (2, 7, 7) stride 1, with the kernel clipped to the input size so small clips work.
+    At 224 px this is exactly torchvision's pooling."""
+
+    def __init__(self, kernel: tuple[int, int, int] = (2, 7, 7)) -> None:
+        super().__init__()
+        self.kernel = kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = tuple(min(k, s) for k, s in zip(self.kernel, x.shape[2:]))
+        return nn.functional.avg_pool3d(x, k, stride=1)
+
+
+class _TappedMViTBlock(nn.Module):
+    """Runs the last MViT block after passing the patch tokens through a :class:`TokenMapTap` as maps."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        self.tap = TokenMapTap()
+
+    def forward(self, x: torch.Tensor, thw: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        b, n, c = x.shape
+        t, h, w = thw
+        cls, patches = x[:, :1], x[:, 1:]
+        maps = self.tap(patches.transpose(1, 2).reshape(b, c, t, h, w))
+        x = torch.cat((cls, maps.flatten(2).transpose(1, 2)), dim=1)
+        return self.block(x, thw)
+
+
+class _TappedNorm(nn.Module):
+    """Swin3d: ``features`` output ``(B, T', h, w, C)`` -> tap as ``(B, C, T', h, w)`` -> back -> norm."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.tap = TokenMapTap()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.tap(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1))
+
+
+def _mvit_v2_s(num_frames: int, image_size: int, stochastic_depth_prob: float) -> MViT:
+    """MViT-v2-S with torchvision's block table but the positional tables sized for ``num_frames`` x
+    ``image_size`` (torchvision's builder pins them to 16 x 224)."""
+    # Stage layout of MViT-v2-S: 16 blocks, pooling at blocks 1, 3 and 14 (channels 96->192->384->768).
+    stage = [0] + [1] * 2 + [2] * 11 + [3] * 2
+    channels = (96, 192, 384, 768)
+    heads = (1, 2, 4, 8)
+    kv = (8, 4, 2, 1)
+    setting = []
+    for i, s in enumerate(stage):
+        first = i > 0 and stage[i - 1] != s
+        cin, cout = channels[stage[i - 1] if i else 0], channels[s]
+        setting.append(
+            MSBlockConfig(
+                num_heads=heads[s],
+                input_channels=cin,
+                output_channels=cout,
+                kernel_q=[3, 3, 3],
+                kernel_kv=[3, 3, 3],
+                stride_q=[1, 2, 2] if first else [1, 1, 1],
+                stride_kv=[1, kv[s], kv[s]],
+            )
+        )
+    return MViT(
+        spatial_size=(image_size, image_size),
+        temporal_size=num_frames,
+        block_setting=setting,
+        residual_pool=True,
+        residual_with_cls_embed=False,
+        rel_pos_embed=True,
+        proj_after_attn=True,
+        stochastic_depth_prob=stochastic_depth_prob,
+    )
+
+
+class TorchvisionVideo(VideoClassifier):
+    """A torchvision video classifier behind the videotaf contract (see the module docstring)."""
+
+    def __init__(self, name: str, num_classes: int, num_frames: int, net: nn.Module, mean, std) -> None:
+        super().__init__(num_classes, num_frames)
+        self.arch = name
+        self.normalize = Normalize(mean, std)
+        self.net = net
+        self._cam: nn.Module
+        self._fc_path: str
+
+    def _replace_head(self, path: str, in_features: int) -> None:
+        parent = self.net
+        *parents, last = path.split(".")
+        for p in parents:
+            parent = getattr(parent, p)
+        fc = nn.Linear(in_features, self.num_classes)
+        nn.init.normal_(fc.weight, 0.0, 0.001)
+        nn.init.zeros_(fc.bias)
+        setattr(parent, last, fc)
+        self._fc_path = path
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self._cam
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.net.get_submodule(self._fc_path)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        self.check_input(clips)
+        return self.net(self.normalize(clips).transpose(1, 2))
+
+
+def _load_local(net: nn.Module, weights: str | None, name: str) -> None:
+    if weights is None:
+        return
+    from videotaf.models.weights import read_state_dict
+
+    sd = read_state_dict(weights)
+    result = net.load_state_dict(sd, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{weights}: not a torchvision {name} state dict; missing keys: {result.missing_keys}; "
+            f"unexpected keys: {result.unexpected_keys}"
+        )
+
+
+def _wrap(name: str, num_classes: int, num_frames: int, net: nn.Module, weights: str | None) -> TorchvisionVideo:
+    _load_local(net, weights, name)
+    if name in ("r3d_18", "mc3_18", "r2plus1d_18"):
+        model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN, KINETICS_STD)
+        model._replace_head("fc", net.fc.in_features)
+        model._cam = net.layer4
+    elif name == "s3d":
+        model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN_45, KINETICS_STD_225)
+        conv = net.classifier[1]
+        head = nn.Conv3d(conv.in_channels, num_classes, 1, bias=True)
+        nn.init.normal_(head.weight, 0.0, 0.001)
+        nn.init.zeros_(head.bias)
+        net.classifier[1] = head
+        model._fc_path = "classifier.1"
+        net.avgpool = _ClipAvgPool()
+        model._cam = net.features
+    elif name == "mvit_v2_s":
+        model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN_45, KINETICS_STD_225)
+        model._replace_head("head.1", net.head[1].in_features)
+        net.blocks[-1] = _TappedMViTBlock(net.blocks[-1])
+        model._cam = net.blocks[-1].tap
+    elif name == "swin3d_t":
+        model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN_45, KINETICS_STD_225)
+        model._replace_head("head", net.head.in_features)
+        net.norm = _TappedNorm(net.norm)
+        model._cam = net.norm.tap
+    else:  # pragma: no cover - guarded by the factories below
+        raise ValueError(name)
+    return model
+
+
+@register_model("tv_r3d_18")
+def tv_r3d_18(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
+    """torchvision R3D-18; ``weights``: local torchvision state dict (Kinetics-400) loaded before the new fc."""
+    return _wrap("r3d_18", num_classes, num_frames, torchvision.models.video.r3d_18(weights=None), weights)
+
+
+@register_model("tv_mc3_18")
+def tv_mc3_18(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
+    """torchvision MC3-18; ``weights``: local torchvision state dict loaded before the new fc."""
+    return _wrap("mc3_18", num_classes, num_frames, torchvision.models.video.mc3_18(weights=None), weights)
+
+
+@register_model("tv_r2plus1d_18")
+def tv_r2plus1d_18(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
+    """torchvision R(2+1)D-18; ``weights``: local torchvision state dict loaded before the new fc."""
+    return _wrap("r2plus1d_18", num_classes, num_frames, torchvision.models.video.r2plus1d_18(weights=None), weights)
+
+
+@register_model("tv_s3d")
+def tv_s3d(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
+    """torchvision S3D; ``weights``: local torchvision state dict loaded before the new classifier conv."""
+    return _wrap("s3d", num_classes, num_frames, torchvision.models.video.s3d(weights=None), weights)
+
+
+@register_model("tv_mvit_v2_s")
+def tv_mvit_v2_s(
+    num_classes: int,
+    num_frames: int,
+    image_size: int = 224,
+    stochastic_depth_prob: float = 0.2,
+    weights: str | None = None,
+) -> TorchvisionVideo:
+    """torchvision MViT-v2-S sized for ``num_frames`` x ``image_size`` (the relative-position tables depend on
+    it, so a Kinetics state dict loads only for 16 x 224)."""
+    net = _mvit_v2_s(num_frames, image_size, stochastic_depth_prob)
+    return _wrap("mvit_v2_s", num_classes, num_frames, net, weights)
+
+
+@register_model("tv_swin3d_t")
+def tv_swin3d_t(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
+    """torchvision Swin3D-T; ``weights``: local torchvision state dict loaded before the new head."""
+    return _wrap("swin3d_t", num_classes, num_frames, torchvision.models.video.swin3d_t(weights=None), weights)

@@ -1,0 +1,171 @@
+"""TPN (Yang et al. 2020): TSM ResNet + Temporal Pyramid Network neck over res4 and res5, auxiliary res4 head.
+
+Neck (channel counts for ResNet-50; the small variants scale them with the backbone, C5 = res5 channels):
+spatial modulation (res4: Conv3d (1,3,3) stride (1,2,2) C4->C5 + BN + ReLU; res5 unchanged), temporal
+modulation (per level Conv3d (3,1,1), 32 groups, C5->C5/2, then temporal max-pool by ``temporal_pool``),
+cascade flows (top-down: level0 += level1; bottom-up: level1 += Conv3d(3,1,1)(level0)) each followed by a
+level fusion (per level 1x1x1 grouped conv + BN + ReLU, concat, 1x1x1 conv to C5 + BN + ReLU), pyramid fusion
+(concat 2*C5 -> 1x1x1 conv to C5 + BN + ReLU), then average pool, dropout, fc (std 0.01).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from videotaf.models.base import VideoClassifier
+from videotaf.models.layers.normalize import Normalize
+from videotaf.models.registry import register_model
+from videotaf.models.tsm import check_frames, shift_backbone
+
+
+class ConvBN3d(nn.Module):
+    """Conv3d (no bias) + BN3d + optional ReLU; ``.conv``/``.bn`` mirror mmcv's ConvModule keys."""
+
+    def __init__(self, cin: int, cout: int, kernel, stride=1, padding=0, groups: int = 1, relu: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(cin, cout, kernel, stride, padding, groups=groups, bias=False)
+        self.bn = nn.BatchNorm3d(cout)
+        self.act = nn.ReLU(inplace=True) if relu else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def _groups(channels: int, wanted: int = 32) -> int:
+    return math.gcd(channels, wanted)
+
+
+class LevelFusion(nn.Module):
+    """Per-level grouped 1x1x1 conv + BN + ReLU, concat, 1x1x1 conv + BN + ReLU: 2 x (N, M, T', h, w) -> (N, C5, ...)."""
+
+    def __init__(self, mid: int, out: int, levels: int = 2) -> None:
+        super().__init__()
+        self.downsamples = nn.ModuleList(ConvBN3d(mid, mid, 1, groups=_groups(mid)) for _ in range(levels))
+        self.fusion_conv = ConvBN3d(mid * levels, out, 1)
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return self.fusion_conv(torch.cat([d(x) for d, x in zip(self.downsamples, xs)], dim=1))
+
+
+class TPNNeck(nn.Module):
+    """``(res4 (N, C4, T, 2h, 2w), res5 (N, C5, T, h, w)) -> (N, C5, ceil(T/temporal_pool), h, w)``."""
+
+    def __init__(self, c4: int, c5: int, temporal_pool: int = 8) -> None:
+        super().__init__()
+        mid = c5 // 2
+        self.spatial_modulation = ConvBN3d(c4, c5, (1, 3, 3), (1, 2, 2), (0, 1, 1))
+        self.temporal_modulation = nn.ModuleList(
+            nn.Conv3d(c5, mid, (3, 1, 1), padding=(1, 0, 0), groups=_groups(c5), bias=False) for _ in range(2)
+        )
+        self.temporal_pool = nn.MaxPool3d((temporal_pool, 1, 1), (temporal_pool, 1, 1), ceil_mode=True)
+        self.bottom_up = nn.Conv3d(mid, mid, (3, 1, 1), padding=(1, 0, 0), bias=False)
+        self.level_fusion_1 = LevelFusion(mid, c5)
+        self.level_fusion_2 = LevelFusion(mid, c5)
+        self.pyramid_fusion = ConvBN3d(2 * c5, c5, 1)
+
+    def forward(self, res4: torch.Tensor, res5: torch.Tensor) -> torch.Tensor:
+        levels = [self.spatial_modulation(res4), res5]
+        levels = [self.temporal_pool(op(x)) for op, x in zip(self.temporal_modulation, levels)]
+        # Cascade flow: the bottom-up pass starts from the top-down result (mmaction2 flow_type="cascade").
+        levels = [levels[0] + levels[1], levels[1]]
+        top_down = self.level_fusion_1(levels)
+        levels = [levels[0], levels[1] + self.bottom_up(levels[0])]
+        bottom_up = self.level_fusion_2(levels)
+        return self.pyramid_fusion(torch.cat([top_down, bottom_up], dim=1))
+
+
+class AuxHead(nn.Module):
+    """res4 ``(N, C4, T, 2h, 2w)`` -> Conv3d (1,3,3)/(1,2,2) C4->2*C4 + BN + ReLU, pool, dropout 0.5, fc."""
+
+    def __init__(self, c4: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv = ConvBN3d(c4, 2 * c4, (1, 3, 3), (1, 2, 2), (0, 1, 1))
+        self.dropout = nn.Dropout(0.5)
+        self.fc = nn.Linear(2 * c4, num_classes)
+        nn.init.normal_(self.fc.weight, 0.0, 0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.conv(x).mean(dim=(2, 3, 4))))
+
+
+class TPN(VideoClassifier):
+    """TPN on a TSM ResNet. ``(B, T, 3, H, W)`` -> logits ``(B, classes)``.
+
+    ``cam_layer`` = backbone layer4 ``(B*T, C5, H/32, W/32)`` (the neck pools time away). In training mode
+    ``aux_logits`` holds the res4 head's logits (loss weight 0.5); in eval mode it is None and the head is skipped.
+    """
+
+    aux_loss_weight = 0.5
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_frames: int,
+        depth: int = 50,
+        width: float = 1.0,
+        dropout: float = 0.5,
+        shift_div: int = 8,
+        shift_place: str = "inplace",
+        temporal_pool: int = 8,
+    ) -> None:
+        super().__init__(num_classes, num_frames)
+        self.normalize = Normalize()
+        self.backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place)
+        c4, c5 = self.backbone.stage_channels[2], self.backbone.stage_channels[3]
+        self.neck = TPNNeck(c4, c5, temporal_pool)
+        self.aux_head = AuxHead(c4, num_classes)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(c5, num_classes)
+        # mmaction2 initialises the neck convs with Xavier-uniform and the head fc with N(0, 0.01).
+        for m in self.neck.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.xavier_uniform_(m.weight)
+        nn.init.xavier_uniform_(self.aux_head.conv.conv.weight)
+        nn.init.normal_(self.fc.weight, 0.0, 0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.backbone.layer4
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.fc
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        check_frames(self, clips)
+        b, t = clips.shape[:2]
+        res4, res5 = self.backbone.forward_stages(self.normalize(clips).flatten(0, 1))[2:]
+
+        def to5d(x: torch.Tensor) -> torch.Tensor:
+            return x.view(b, t, *x.shape[1:]).transpose(1, 2)
+
+        res4, res5 = to5d(res4), to5d(res5)
+        self.aux_logits = self.aux_head(res4) if self.training else None
+        out = self.neck(res4, res5)
+        return self.fc(self.dropout(out.mean(dim=(2, 3, 4))))
+
+
+@register_model("tpn")
+def tpn(
+    num_classes: int,
+    num_frames: int,
+    depth: int = 50,
+    width: float = 1.0,
+    dropout: float = 0.5,
+    shift_div: int = 8,
+    shift_place: str = "inplace",
+    temporal_pool: int = 8,
+    imagenet_weights: str | None = None,
+) -> TPN:
+    """TPN-TSM-ResNet; ``imagenet_weights``: local torchvision ResNet state dict for the backbone."""
+    model = TPN(num_classes, num_frames, depth, width, dropout, shift_div, shift_place, temporal_pool)
+    if imagenet_weights is not None:
+        from videotaf.models.weights import load_imagenet
+
+        load_imagenet(model, imagenet_weights)
+    return model

@@ -1,0 +1,94 @@
+"""TSM (Lin et al. 2019): a 2-D ResNet with a temporal shift before conv1 of every residual block."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from videotaf.models.base import VideoClassifier
+from videotaf.models.layers.normalize import Normalize
+from videotaf.models.layers.temporal_shift import TemporalShift
+from videotaf.models.registry import register_model
+from videotaf.models.resnet import ResNet2d
+
+SHIFT_PLACES = {"blockres": "raw", "inplace": "all"}
+
+
+def shift_backbone(num_frames: int, depth: int, width: float, shift_div: int, shift_place: str) -> ResNet2d:
+    """ResNet trunk with TSM shifts; ``shift_place`` "blockres" (residual unshifted) or "inplace" (shifted)."""
+    if shift_place not in SHIFT_PLACES:
+        raise ValueError(f"shift_place must be one of {sorted(SHIFT_PLACES)}, got {shift_place!r}")
+    return ResNet2d(
+        depth,
+        width,
+        temporal=lambda _c: TemporalShift(num_frames, shift_div),
+        residual_input=SHIFT_PLACES[shift_place],
+    )
+
+
+def check_frames(model: VideoClassifier, clips: torch.Tensor) -> None:
+    model.check_input(clips)
+    if clips.shape[1] != model.num_frames:
+        raise ValueError(
+            f"{type(model).__name__} was built for num_frames={model.num_frames} but clips have T={clips.shape[1]}"
+        )
+
+
+class TSM(VideoClassifier):
+    """TSM-ResNet. ``(B, T, 3, H, W)`` in [0, 1] -> logits ``(B, classes)``; per-frame fc, mean over T.
+
+    ``cam_layer`` = backbone layer4, output ``(B*T, C, H/32, W/32)`` (2048 channels for ResNet-50).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_frames: int,
+        depth: int = 50,
+        width: float = 1.0,
+        dropout: float = 0.5,
+        shift_div: int = 8,
+        shift_place: str = "blockres",
+    ) -> None:
+        super().__init__(num_classes, num_frames)
+        self.normalize = Normalize()
+        self.backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.backbone.out_channels, num_classes)
+        nn.init.normal_(self.fc.weight, 0.0, 0.001)
+        nn.init.zeros_(self.fc.bias)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.backbone.layer4
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.fc
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        check_frames(self, clips)
+        b, t = clips.shape[:2]
+        feats = self.backbone(self.normalize(clips).flatten(0, 1))
+        logits = self.fc(self.dropout(feats.mean(dim=(2, 3))))
+        return logits.view(b, t, -1).mean(dim=1)
+
+
+@register_model("tsm")
+def tsm(
+    num_classes: int,
+    num_frames: int,
+    depth: int = 50,
+    width: float = 1.0,
+    dropout: float = 0.5,
+    shift_div: int = 8,
+    shift_place: str = "blockres",
+    imagenet_weights: str | None = None,
+) -> TSM:
+    """TSM-ResNet (8 or 16 frames in the paper); ``imagenet_weights``: local torchvision ResNet state dict."""
+    model = TSM(num_classes, num_frames, depth, width, dropout, shift_div, shift_place)
+    if imagenet_weights is not None:
+        from videotaf.models.weights import load_imagenet
+
+        load_imagenet(model, imagenet_weights)
+    return model
