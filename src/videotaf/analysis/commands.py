@@ -1,0 +1,393 @@
+"""Subcommands of the analysis layer (see ``videotaf.cli``): robustness, analyze, cam, report.
+
+Examples::
+
+    videotaf robustness --checkpoint runs/tsm/checkpoints/best.pt --checkpoint runs/tsm_taf/checkpoints/best.pt \\
+        --corruptions paper --severities 1 2 3 4 5 --out runs/tsm_taf/robustness
+    videotaf analyze --checkpoint runs/tsm_taf/checkpoints/best.pt --max-clips 256 --out attention.json
+    videotaf cam --checkpoint runs/tsm/checkpoints/best.pt --compare runs/tsm_taf/checkpoints/best.pt \\
+        --video clip.webm --adversarial --out cam.png
+    videotaf cam --checkpoint runs/tsm/checkpoints/best.pt --video dataset:17 --out cam17.png
+    videotaf report runs/tsm runs/tsm_taf --out report/
+
+Models come from ``videotaf.engine.checkpoint.load_model``; datasets from the checkpoint's saved config (or
+``--config``) via ``videotaf.data.build_dataset`` with the test transforms and one clip per video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _fraction(text: str) -> float:
+    """``64/255`` or ``0.25`` -> float."""
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction such as 64/255, got {text!r}") from None
+
+
+def _scale(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
+    return v
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config YAML for the dataset (default: the one saved in the first checkpoint)",
+    )
+    p.add_argument(
+        "--dataset", dest="data_root", default=None, metavar="ROOT", help="dataset root directory (overrides data.root)"
+    )
+    p.add_argument("--split", default=None, help="split name (default: data.val_split)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set data.crop_size=112 (repeatable)",
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: data.num_workers)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def _device(text: str) -> Any:
+    import torch  # noqa: PLC0415
+
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(text)
+
+
+def _load_models(paths: list[Path], names: list[str] | None, device: Any) -> tuple[dict[str, Any], list[dict]]:
+    from videotaf.engine.checkpoint import load_model  # noqa: PLC0415
+
+    if names and len(names) != len(paths):
+        raise SystemExit(f"error: {len(names)} --name values for {len(paths)} checkpoints")
+    models: dict[str, Any] = {}
+    cfgs = []
+    for i, path in enumerate(paths):
+        model, cfg = load_model(path, map_location="cpu")
+        name = names[i] if names else _checkpoint_name(path)
+        while name in models:
+            name += "'"
+        models[name] = model.to(device).eval()
+        cfgs.append(cfg)
+    return models, cfgs
+
+
+def _checkpoint_name(path: Path) -> str:
+    """``RUN/checkpoints/best.pt`` -> ``RUN`` (its directory name); otherwise the file stem."""
+    path = Path(path)
+    if path.parent.name == "checkpoints":
+        return path.parent.parent.name or path.stem
+    return path.stem
+
+
+def _config(args: argparse.Namespace, saved: dict[str, Any]) -> Any:
+    from videotaf.config import apply_overrides, config_from_dict, load_config  # noqa: PLC0415
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if args.config is not None:
+        return load_config(args.config, overrides)
+    return config_from_dict(apply_overrides(saved, overrides), "<checkpoint config>")
+
+
+def _loader(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] | None]:
+    from torch.utils.data import DataLoader  # noqa: PLC0415
+
+    from videotaf.analysis.inputs import class_names, eval_dataset  # noqa: PLC0415
+
+    dataset = eval_dataset(cfg, args.split)
+    workers = args.workers
+    if workers is None:
+        workers = int(getattr(cfg.data, "num_workers", 0) if hasattr(cfg, "data") else 0)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=workers)
+    return loader, class_names(dataset)
+
+
+def _limit(loader: Any, max_clips: int | None) -> Any:
+    """Yield batches until ``max_clips`` clips were given (the last batch cut)."""
+    if max_clips is None:
+        yield from loader
+        return
+    seen = 0
+    for clips, labels in loader:
+        if seen >= max_clips:
+            return
+        take = min(len(labels), max_clips - seen)
+        seen += take
+        yield clips[:take], labels[:take]
+
+
+# ----------------------------------------------------------------------------------------- robustness
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness  # noqa: PLC0415
+
+    corruptions = resolve_corruptions(args.corruptions)
+    device = _device(args.device)
+    models, cfgs = _load_models(args.checkpoint, args.name, device)
+    loader, _ = _loader(args, _config(args, cfgs[0]))
+    result = evaluate_robustness(
+        models,
+        _limit(loader, args.max_clips),
+        corruptions,
+        args.severities,
+        seed=args.seed,
+        device=device,
+        spatial_scale=args.spatial_scale,
+        progress=(lambda i: print(f"batch {i + 1}", file=sys.stderr, flush=True)) if args.verbose else None,
+    )
+    result["checkpoints"] = {name: str(p) for name, p in zip(models, args.checkpoint)}
+    js, md = write_robustness(result, args.out)
+    print(md.read_text())
+    print(f"wrote {js} and {md}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- analyze
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from videotaf.analysis.attention import analyze_attention  # noqa: PLC0415
+
+    device = _device(args.device)
+    models, cfgs = _load_models(args.checkpoint, args.name, device)
+    loader, _ = _loader(args, _config(args, cfgs[0]))
+    out: dict[str, Any] = {"checkpoints": {n: str(p) for n, p in zip(models, args.checkpoint)}, "models": {}}
+    for name, model in models.items():
+        out["models"][name] = analyze_attention(
+            model,
+            _limit(loader, args.max_clips),
+            eps=args.eps,
+            step_size=args.step_size,
+            steps=args.steps,
+            num_weakest=args.num_weakest,
+            cam_target=args.cam_target,
+            seed=args.seed,
+            device=device,
+        )
+    text = json.dumps(out, indent=2) + "\n"
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- cam
+def _cmd_cam(args: argparse.Namespace) -> int:
+    from videotaf.analysis.figures import cam_figure, cam_rows  # noqa: PLC0415
+    from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip  # noqa: PLC0415
+
+    device = _device(args.device)
+    paths = [args.checkpoint] + list(args.compare)
+    models, cfgs = _load_models(paths, args.name, device)
+    cfg = _config(args, cfgs[0])
+    label = None
+    names = None
+    if args.video.startswith("dataset:"):
+        try:
+            index = int(args.video.split(":", 1)[1])
+        except ValueError:
+            raise SystemExit(f"error: --video {args.video!r}: expected dataset:INDEX with an integer index") from None
+        dataset = eval_dataset(cfg, args.split)
+        if not 0 <= index < len(dataset):
+            raise SystemExit(f"error: --video {args.video!r}: index out of range (dataset has {len(dataset)} items)")
+        clip, label = dataset[index]
+        label = int(label) if int(label) >= 0 else None
+        names = class_names(dataset)
+    else:
+        data = cfg.data
+        num_frames = int(getattr(cfg.model, "num_frames", 8))
+        crop = args.size or int(getattr(data, "crop_size", 224))
+        scale = int(round(crop * 256 / 224)) if args.size else int(getattr(data, "scale_size", 256))
+        clip = load_video_clip(args.video, num_frames, crop, scale)
+    if args.label is not None:
+        label = args.label
+    rows = cam_rows(
+        models,
+        clip,
+        label,
+        adversarial=args.adversarial,
+        eps=args.eps,
+        step_size=args.step_size,
+        steps=args.steps,
+        target="label" if (args.target == "label" and label is not None) else "pred",
+        class_names=names,
+        seed=args.seed,
+    )
+    title = f"{args.video}" + (f" (label {names[label] if names else label})" if label is not None else "")
+    fig = cam_figure(rows, args.out, title=title)
+    print(f"wrote {fig.path} ({fig.size[0]}x{fig.size[1]} px)")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- report
+def _cmd_report(args: argparse.Namespace) -> int:
+    from videotaf.analysis.report import build_report  # noqa: PLC0415
+
+    long_term = None
+    if args.long_term is not None:
+        if not args.long_term.is_file():
+            raise SystemExit(f"error: --long-term file not found: {args.long_term}")
+        long_term = [
+            line.split("#", 1)[0].strip()
+            for line in args.long_term.read_text().splitlines()
+            if line.split("#", 1)[0].strip()
+        ]
+    cam_images = list(args.cam_image)
+    # Generated figures are drawn in a scratch directory: build_report copies every CAM image beside the page.
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.cam_examples:
+            cam_images += _report_cams(args, Path(scratch))
+        path = build_report(
+            args.runs,
+            args.out,
+            names=args.names,
+            baseline=args.baseline,
+            long_term=long_term,
+            cam_images=cam_images,
+            title=args.title,
+        )
+    print(f"wrote {path}")
+    return 0
+
+
+def _report_cams(args: argparse.Namespace, work: Path) -> list[Path]:
+    """CAM figures of the first ``--cam-examples`` dataset items for the runs' best (else last) checkpoints."""
+    from videotaf.analysis.figures import cam_figure, cam_rows  # noqa: PLC0415
+    from videotaf.analysis.inputs import class_names, eval_dataset  # noqa: PLC0415
+
+    ckpts = []
+    for run in args.runs:
+        for name in ("best.pt", "last.pt"):
+            if (run / "checkpoints" / name).is_file():
+                ckpts.append(run / "checkpoints" / name)
+                break
+    if not ckpts:
+        raise SystemExit("error: --cam-examples needs RUN/checkpoints/best.pt or last.pt in a run directory")
+    device = _device(args.device)
+    models, cfgs = _load_models(ckpts, None, device)
+    dataset = eval_dataset(_config(args, cfgs[0]), args.split)
+    names = class_names(dataset)
+    out = []
+    for i in range(min(args.cam_examples, len(dataset))):
+        clip, label = dataset[i]
+        label = int(label) if int(label) >= 0 else None
+        rows = cam_rows(models, clip, label, adversarial=args.adversarial, class_names=names, seed=args.seed)
+        out.append(cam_figure(rows, work / f"cam_item{i:04d}.png", title=f"dataset item {i}").path)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- registration
+def _add_attack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eps", type=_fraction, default=64 / 255, help="L_inf budget (default 64/255)")
+    p.add_argument("--step-size", type=_fraction, default=32 / 255, help="PGD step (default 32/255)")
+    p.add_argument("--steps", type=int, default=1, help="PGD steps K (default 1)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``robustness``, ``analyze``, ``cam`` and ``report``; each sets ``func(args) -> int``."""
+    from videotaf.analysis.corruptions import SEVERITIES  # noqa: PLC0415
+
+    p = subparsers.add_parser(
+        "robustness",
+        help="top-1/top-5 under common corruptions (Table 3), mPC and rPC, checkpoints side by side",
+        description="Evaluate checkpoints on corrupted clips (ImageNet-C corruptions and temporal perturbations); "
+        "writes OUT/robustness.json and OUT/robustness.md.",
+    )
+    p.add_argument("--checkpoint", type=Path, action="append", required=True, help="repeat to compare models")
+    p.add_argument("--name", action="append", default=None, help="display name per checkpoint (repeatable)")
+    p.add_argument(
+        "--corruptions",
+        nargs="+",
+        default=["paper"],
+        help="names or aliases: paper (Table 3, default), imagenet-c, temporal, all",
+    )
+    p.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES), choices=list(SEVERITIES))
+    p.add_argument(
+        "--spatial-scale",
+        type=_scale,
+        default=1.0,
+        help="factor for pixel-sized corruption parameters, or 'auto' = min(H, W) / 224 (default 1)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-clips", type=int, default=None, help="evaluate only the first N clips")
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    _add_data_args(p)
+    p.set_defaults(func=_cmd_robustness)
+
+    p = subparsers.add_parser(
+        "analyze",
+        help="temporal attention metrics (CAM share, entropy, weakest frames) and their change under TA vs CE-PGD",
+    )
+    p.add_argument("--checkpoint", type=Path, action="append", required=True)
+    p.add_argument("--name", action="append", default=None)
+    _add_attack_args(p)
+    p.add_argument("--num-weakest", type=int, default=None, help="n of the weakest-frames share (default T'/2)")
+    p.add_argument("--cam-target", choices=["pred", "label", "own"], default="pred")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-clips", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None, help="JSON file (default: print)")
+    _add_data_args(p)
+    p.set_defaults(func=_cmd_analyze)
+
+    p = subparsers.add_parser(
+        "cam", help="Grad-CAM figure of one clip (Figures 1, 3, 6): frames, overlays, per-frame attention curve"
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="first row (e.g. the baseline)")
+    p.add_argument("--compare", type=Path, action="append", default=[], help="more checkpoints, one row each")
+    p.add_argument("--name", action="append", default=None)
+    p.add_argument("--video", required=True, help="a video file, a folder of JPEG frames, or dataset:INDEX")
+    p.add_argument("--label", type=int, default=None, help="true label of --video (for --target label / attacks)")
+    p.add_argument("--target", choices=["pred", "label"], default="pred", help="class the CAMs explain")
+    p.add_argument("--adversarial", action="store_true", help="add rows for the clip after TA and after CE-PGD")
+    _add_attack_args(p)
+    p.add_argument("--size", type=int, default=None, help="crop size for --video files (default data.crop_size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="PNG path")
+    _add_data_args(p)
+    p.set_defaults(func=_cmd_cam)
+
+    p = subparsers.add_parser("report", help="HTML report of run directories (accuracy, curves, Fig. 4/5, robustness)")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, required=True, help="output directory (index.html and PNGs)")
+    p.add_argument("--names", nargs="+", default=None, help="display names, one per run")
+    p.add_argument("--baseline", type=int, default=0, help="index of the baseline run (default 0)")
+    p.add_argument("--long-term", type=Path, default=None, help="file of long-term class names, one per line")
+    p.add_argument("--cam-image", type=Path, action="append", default=[], help="extra CAM PNG (repeatable)")
+    p.add_argument(
+        "--cam-examples",
+        type=int,
+        default=0,
+        help="draw CAM figures of the first N dataset items from the runs' checkpoints",
+    )
+    p.add_argument("--adversarial", action="store_true", help="with --cam-examples: add TA / CE-PGD rows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--title", default="videotaf report")
+    _add_data_args(p)
+    p.set_defaults(func=_cmd_report)

@@ -1,0 +1,463 @@
+"""Figures of the paper, drawn on matplotlib ``Figure`` objects with the Agg canvas (no pyplot, no display,
+no change to the global backend).
+
+- :func:`cam_figure`: frames in a row with their Grad-CAM overlay and the per-frame attention curve under them;
+  one row per model/input (Figures 1 and 6: baseline above TAF; Figure 3: the clip after TA and after CE-based PGD
+  at the same budget). :func:`cam_rows` computes the rows with :func:`videotaf.cam.temporal_gradcam`.
+- :func:`loss_curves_figure`: train and test loss per epoch for several runs (Figure 5).
+- :func:`classwise_figure`: per-class accuracy change between two evaluations, bars by class index, long-term
+  classes in another colour (Figure 4).
+
+Every function returns the data it drew, so tests (and reports) can check the picture against the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import nn
+
+__all__ = [
+    "CamRow",
+    "CamFigure",
+    "frame_to_cam_index",
+    "cam_rows",
+    "cam_figure",
+    "read_metrics",
+    "read_eval",
+    "loss_curves_figure",
+    "classwise_change",
+    "classwise_figure",
+]
+
+LONG_TERM_COLOR = "tab:red"
+OTHER_COLOR = "tab:blue"
+
+
+# ----------------------------------------------------------------------------------------- CAM figure
+@dataclass
+class CamRow:
+    """One row of a CAM figure.
+
+    ``clip``: ``(T, 3, H, W)`` in [0, 1]; ``cams``: ``(T', h, w)`` CAM maps (any scale, e.g. Eq. 3);
+    ``frame_scores``: ``(T',)`` per-frame attention share (``CamResult.frame_scores``); ``label``: row title.
+    """
+
+    label: str
+    clip: torch.Tensor
+    cams: torch.Tensor
+    frame_scores: torch.Tensor
+    info: str = ""
+
+
+@dataclass
+class CamFigure:
+    """What :func:`cam_figure` wrote: ``curves[r]`` is the ``(T,)`` attention curve drawn under row ``r`` (the
+    frame share of the CAM slice each frame maps to), ``frame_to_cam[r]`` that mapping, ``size`` ``(width,
+    height)`` in pixels."""
+
+    path: Path
+    curves: list[np.ndarray]
+    frame_to_cam: list[np.ndarray]
+    size: tuple[int, int]
+    labels: list[str] = field(default_factory=list)
+
+
+def frame_to_cam_index(num_frames: int, cam_frames: int) -> np.ndarray:
+    """``(T,)`` index of the CAM slice covering each input frame's temporal centre: ``floor((t + 0.5) T' / T)``.
+
+    The identity when ``T' = T``; for bLVNet-TAM (``T' = T / 2``) frames 0 and 1 map to slice 0, and so on.
+    """
+    if num_frames < 1 or cam_frames < 1:
+        raise ValueError(f"frame counts must be >= 1, got T={num_frames}, T'={cam_frames}")
+    t = np.arange(num_frames)
+    return np.minimum(np.floor((t + 0.5) * cam_frames / num_frames).astype(int), cam_frames - 1)
+
+
+def _row_heatmaps(row: CamRow, size: tuple[int, int]) -> np.ndarray:
+    """``(T', H, W)`` heat maps in [0, 1]: the CAMs upsampled to the frame size, scaled jointly over the row so
+    that frames stay comparable (as Eq. 3 normalises over all frames)."""
+    cams = row.cams.detach().float().cpu()
+    up = F.interpolate(cams[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    lo, hi = float(up.min()), float(up.max())
+    if hi - lo > 1e-12:
+        up = (up - lo) / (hi - lo)
+    else:
+        up = torch.zeros_like(up)
+    return up.numpy()
+
+
+def _check_row(row: CamRow, index: int) -> None:
+    if row.clip.dim() != 4 or row.clip.shape[1] != 3:
+        raise ValueError(f"row {index} ({row.label!r}): clip must be (T, 3, H, W), got {tuple(row.clip.shape)}")
+    if row.cams.dim() != 3:
+        raise ValueError(f"row {index} ({row.label!r}): cams must be (T', h, w), got {tuple(row.cams.shape)}")
+    if row.frame_scores.dim() != 1 or row.frame_scores.shape[0] != row.cams.shape[0]:
+        raise ValueError(
+            f"row {index} ({row.label!r}): frame_scores must be (T',) with T' = {row.cams.shape[0]}, "
+            f"got {tuple(row.frame_scores.shape)}"
+        )
+
+
+def cam_figure(
+    rows: Sequence[CamRow],
+    out_path: str | Path,
+    *,
+    title: str | None = None,
+    frame_px: int = 96,
+    curve_px: int = 70,
+    label_px: int = 180,
+    dpi: int = 100,
+    alpha: float = 0.45,
+) -> CamFigure:
+    """Write a PNG with one block per row: the frames with the Grad-CAM overlay, the attention curve below.
+
+    Figures 1 and 6 (baseline row above the TAF row) and Figure 3 (rows for the clip after TA and after CE-based
+    PGD). For ``T' < T`` each frame shows the CAM slice at its temporal position (:func:`frame_to_cam_index`).
+    All rows must have the same number of frames ``T``. Returns the curves drawn (see :class:`CamFigure`).
+    """
+    if not rows:
+        raise ValueError("cam_figure: no rows")
+    for i, row in enumerate(rows):
+        _check_row(row, i)
+    t = rows[0].clip.shape[0]
+    if any(r.clip.shape[0] != t for r in rows):
+        raise ValueError(
+            f"cam_figure: every row needs the same number of frames, got {[r.clip.shape[0] for r in rows]}"
+        )
+    h, w = rows[0].clip.shape[-2:]
+    frame_h = max(16, int(round(frame_px * h / w)))
+    title_px = 30 if title else 0
+    width_px = label_px + t * frame_px
+    block_px = frame_h + curve_px + 24
+    height_px = title_px + len(rows) * block_px
+    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 4 / height_px, va="top")
+    curves, maps = [], []
+    for r, row in enumerate(rows):
+        clip = row.clip.detach().float().cpu().clamp(0, 1)
+        scores = row.frame_scores.detach().double().cpu().numpy()
+        index = frame_to_cam_index(t, row.cams.shape[0])
+        heat = _row_heatmaps(row, (clip.shape[-2], clip.shape[-1]))
+        top = title_px + r * block_px
+        for i in range(t):
+            left = label_px + i * frame_px
+            ax = fig.add_axes(
+                (left / width_px, 1 - (top + frame_h) / height_px, frame_px / width_px, frame_h / height_px)
+            )
+            ax.imshow(clip[i].permute(1, 2, 0).numpy(), interpolation="bilinear")
+            ax.imshow(heat[index[i]], cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+            ax.set_axis_off()
+        curve = scores[index]
+        cax = fig.add_axes(
+            (
+                label_px / width_px,
+                1 - (top + frame_h + curve_px) / height_px,
+                t * frame_px / width_px,
+                (curve_px - 6) / height_px,
+            )
+        )
+        cax.plot(np.arange(t), curve, marker="o", markersize=3, color="tab:orange", linewidth=1.5)
+        cax.fill_between(np.arange(t), 0, curve, color="tab:orange", alpha=0.2)
+        cax.set_xlim(-0.5, t - 0.5)
+        peak = float(np.nanmax(curve)) if curve.size else 1.0
+        cax.set_ylim(0, max(peak * 1.15, 1e-6))
+        cax.set_xticks(np.arange(t))
+        cax.tick_params(labelsize=6, length=2, pad=1)
+        cax.set_ylabel("share", fontsize=6)
+        label = row.label if not row.info else f"{row.label}\n{row.info}"
+        fig.text(
+            4 / width_px,
+            1 - (top + frame_h / 2) / height_px,
+            label,
+            fontsize=7,
+            va="center",
+            ha="left",
+            wrap=True,
+        )
+        curves.append(curve)
+        maps.append(index)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=dpi, format="png")
+    return CamFigure(out_path, curves, maps, (width_px, height_px), [r.label for r in rows])
+
+
+def cam_rows(
+    models: Mapping[str, nn.Module],
+    clip: torch.Tensor,
+    label: int | None = None,
+    *,
+    adversarial: bool = False,
+    eps: float = 64 / 255,
+    step_size: float = 32 / 255,
+    steps: int = 1,
+    target: str = "pred",
+    score: str = "log_prob",
+    class_names: Sequence[str] | None = None,
+    seed: int = 0,
+) -> list[CamRow]:
+    """CAM rows of ``clip`` ``(T, 3, H, W)`` for each model (Figures 1 and 6), and with ``adversarial`` the rows
+    of the clip after TA (Eq. 6) and after CE-based PGD (Eq. 1) at the same budget, for each model (Figure 3).
+
+    ``target``: the class explained, ``"pred"`` (each model's clean prediction, kept for its adversarial rows)
+    or ``"label"`` (needs ``label``). Adversarial attacks need a label; without one the clean prediction is used.
+    """
+    from videotaf.cam import temporal_gradcam  # noqa: PLC0415
+
+    if clip.dim() != 4 or clip.shape[1] != 3:
+        raise ValueError(f"cam_rows: clip must be (T, 3, H, W), got {tuple(clip.shape)}")
+    if target not in ("pred", "label"):
+        raise ValueError(f"cam_rows: target must be 'pred' or 'label', got {target!r}")
+    if target == "label" and label is None:
+        raise ValueError("cam_rows: target='label' needs the clip's label")
+
+    def describe(logits: torch.Tensor) -> str:
+        prob = logits.softmax(dim=1)[0]
+        k = int(prob.argmax())
+        name = class_names[k] if class_names is not None and k < len(class_names) else str(k)
+        return f"pred: {name} ({float(prob[k]):.2f})"
+
+    rows: list[CamRow] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, model in models.items():
+            was_training = model.training
+            model.eval()
+            try:
+                param = next(model.parameters(), None)
+                device = param.device if param is not None else torch.device("cpu")
+                x = clip[None].to(device)
+                tgt = torch.tensor([label], device=device) if target == "label" else None
+                res = temporal_gradcam(model, x, targets=tgt, score=score)
+                rows.append(CamRow(name, clip, res.cams_norm[0].cpu(), res.frame_scores[0].cpu(), describe(res.logits)))
+                if adversarial:
+                    from videotaf.attack import (  # noqa: PLC0415
+                        CrossEntropyAugmentation,
+                        TemporalAdversarialAugmentation,
+                    )
+
+                    y = (
+                        tgt
+                        if tgt is not None
+                        else (torch.tensor([label], device=device) if label is not None else res.targets)
+                    )
+                    attacks = {
+                        "TA": TemporalAdversarialAugmentation(model, eps=eps, step_size=step_size, steps=steps),
+                        "CE-PGD": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
+                    }
+                    for a_name, attack in attacks.items():
+                        adv = attack(x, y.long()).detach()
+                        r2 = temporal_gradcam(model, adv, targets=res.targets, score=score)
+                        rows.append(
+                            CamRow(
+                                f"{name} + {a_name} (eps {eps * 255:.0f}/255)",
+                                adv[0].cpu(),
+                                r2.cams_norm[0].cpu(),
+                                r2.frame_scores[0].cpu(),
+                                describe(r2.logits),
+                            )
+                        )
+            finally:
+                model.train(was_training)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- run files
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``RUN/metrics.jsonl`` (or the file itself): one JSON object per line, blank lines ignored.
+
+    Raises ValueError naming the file and line of a malformed record, FileNotFoundError if it is missing.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics file not found: {path}")
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: not a JSON object ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
+        records.append(obj)
+    return records
+
+
+def read_eval(path: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Read ``RUN/eval.json`` (or the file itself, or pass a dict through); checks ``classes``/``per_class``."""
+    if isinstance(path, Mapping):
+        return dict(path)
+    path = Path(path)
+    if path.is_dir():
+        path = path / "eval.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"eval file not found: {path}")
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    obj.setdefault("_source", str(path))
+    return obj
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return f
+
+
+def loss_curves_figure(
+    runs: Mapping[str, str | Path | Sequence[Mapping[str, Any]]],
+    out_path: str | Path,
+    *,
+    train_key: str = "train_loss",
+    test_key: str = "val_loss",
+    title: str | None = "Training and testing loss",
+    dpi: int = 100,
+) -> dict[str, dict[str, list[float]]]:
+    """Figure 5: train (solid) and test (dashed) loss per epoch, one colour per run.
+
+    ``runs``: ``{name: run dir, metrics.jsonl path, or list of records}``. Missing values are gaps. Returns
+    ``{name: {"epoch": [...], "train": [...], "test": [...]}}`` as drawn.
+    """
+    if not runs:
+        raise ValueError("loss_curves_figure: no runs")
+    fig = Figure(figsize=(6.4, 4.0), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    data: dict[str, dict[str, list[float]]] = {}
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, src) in enumerate(runs.items()):
+        records = list(src) if not isinstance(src, (str, Path)) else read_metrics(src)
+        epochs = [_num(r.get("epoch", j + 1)) for j, r in enumerate(records)]
+        train = [_num(r.get(train_key)) for r in records]
+        test = [_num(r.get(test_key)) for r in records]
+        color = colors[i % len(colors)]
+        ax.plot(epochs, train, "-", marker="o", markersize=3, color=color, label=f"{name} train")
+        ax.plot(epochs, test, "--", marker="s", markersize=3, color=color, label=f"{name} test")
+        data[name] = {"epoch": epochs, "train": train, "test": test}
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=dpi, format="png")
+    return data
+
+
+def classwise_change(
+    base: str | Path | Mapping[str, Any],
+    new: str | Path | Mapping[str, Any],
+    long_term: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Per-class top-1 change ``new - base`` (points) between two ``eval.json`` results, in class-index order.
+
+    ``long_term``: class names to highlight (Figure 4's long-term motions); default the ``subset.classes`` of
+    ``new`` (then ``base``) when the evaluation had a class subset. Classes without clips give ``None``.
+    Returns ``{"classes", "delta", "long_term" (bools), "mean_delta", "mean_delta_long_term", "mean_delta_other"}``.
+    """
+    a, b = read_eval(base), read_eval(new)
+    where_a, where_b = a.get("_source", "base"), b.get("_source", "new")
+    for obj, where in ((a, where_a), (b, where_b)):
+        if not isinstance(obj.get("per_class"), Mapping):
+            raise ValueError(f"{where}: eval result has no 'per_class' mapping")
+    classes = list(a.get("classes") or a["per_class"].keys())
+    classes_b = list(b.get("classes") or b["per_class"].keys())
+    if classes != classes_b:
+        raise ValueError(f"{where_a} and {where_b} have different class lists ({len(classes)} vs {len(classes_b)})")
+    if long_term is None:
+        for obj in (b, a):
+            subset = obj.get("subset")
+            if isinstance(subset, Mapping) and subset.get("classes"):
+                long_term = subset["classes"]
+                break
+    lt = set(long_term or ())
+    unknown = sorted(lt - set(classes))
+    if unknown:
+        raise ValueError(f"long-term classes not in the evaluation's class list: {unknown[:5]}")
+    delta: list[float | None] = []
+    for c in classes:
+        va, vb = a["per_class"].get(c), b["per_class"].get(c)
+        delta.append(None if va is None or vb is None else float(vb) - float(va))
+    mask = [c in lt for c in classes]
+
+    def mean_of(sel: Iterable[bool]) -> float | None:
+        vals = [d for d, s in zip(delta, sel) if s and d is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    return {
+        "classes": classes,
+        "delta": delta,
+        "long_term": mask,
+        "mean_delta": mean_of([True] * len(classes)),
+        "mean_delta_long_term": mean_of(mask),
+        "mean_delta_other": mean_of([not m for m in mask]),
+    }
+
+
+def classwise_figure(
+    base: str | Path | Mapping[str, Any],
+    new: str | Path | Mapping[str, Any],
+    out_path: str | Path,
+    *,
+    long_term: Iterable[str] | None = None,
+    title: str | None = "Class-wise top-1 change",
+    dpi: int = 100,
+) -> dict[str, Any]:
+    """Figure 4: bars of the per-class top-1 change by class index, long-term classes in red.
+
+    Returns the :func:`classwise_change` data drawn.
+    """
+    data = classwise_change(base, new, long_term)
+    n = len(data["classes"])
+    fig = Figure(figsize=(max(6.4, min(24.0, 0.09 * n + 2)), 3.6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(n)
+    y = np.array([math.nan if d is None else d for d in data["delta"]], dtype=float)
+    colors = [LONG_TERM_COLOR if m else OTHER_COLOR for m in data["long_term"]]
+    ax.bar(x, np.nan_to_num(y), color=colors, width=0.8)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xlabel("class index")
+    ax.set_ylabel("top-1 change (points)")
+    ax.set_xlim(-1, n)
+    if title:
+        ax.set_title(title)
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    handles = [Patch(color=OTHER_COLOR, label="other classes")]
+    if any(data["long_term"]):
+        handles.insert(0, Patch(color=LONG_TERM_COLOR, label="long-term classes"))
+    ax.legend(handles=handles, fontsize=7)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=dpi, format="png")
+    data["colors"] = colors
+    return data

@@ -1,0 +1,327 @@
+"""One HTML page comparing training runs (engine run directories), with the PNG figures beside it.
+
+Sections, always present (with a note when a run has no data for it): runs, accuracy (``eval.json``), loss
+curves (Figure 5, ``metrics.jsonl``), class-wise change against the baseline run with the long-term classes
+highlighted (Figure 4), robustness tables (any ``robustness*.json`` in a run directory, written by
+``videotaf robustness``), and CAM examples (PNGs named ``cam*.png`` in a run directory or passed explicitly).
+The page uses inline CSS and relative links only, so the output directory can be moved or archived as a whole.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+from videotaf.analysis.figures import classwise_figure, loss_curves_figure, read_eval, read_metrics
+from videotaf.analysis.robustness import load_robustness
+
+__all__ = ["build_report", "find_robustness_files", "find_cam_images", "SECTIONS"]
+
+SECTIONS = (
+    ("runs", "Runs"),
+    ("accuracy", "Accuracy"),
+    ("loss-curves", "Loss curves"),
+    ("classwise", "Class-wise change"),
+    ("robustness", "Robustness to corruptions"),
+    ("cams", "CAM examples"),
+)
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f2f2f2; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.4em 0; }
+.note { color: #777; font-style: italic; }
+.pos { color: #1a7f37; } .neg { color: #b42318; }
+code { background: #f6f6f6; padding: 0 0.2em; }
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _href(rel: str) -> str:
+    return _e(quote(rel))
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return _e(v)
+    if math.isnan(f):
+        return "-"
+    return f"{f:.{digits}f}"
+
+
+def _delta(v: float | None, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    cls = "pos" if v > 0 else "neg" if v < 0 else ""
+    return f'<span class="{cls}">{v:+.{digits}f}</span>'
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """HTML table; header cells are escaped here, row cells must already be HTML."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def find_robustness_files(run_dir: str | Path) -> list[Path]:
+    """``robustness*.json`` files in ``run_dir`` and up to two directory levels below, sorted."""
+    run_dir = Path(run_dir)
+    found = set()
+    for pattern in ("robustness*.json", "*/robustness*.json", "*/*/robustness*.json"):
+        found.update(p for p in run_dir.glob(pattern) if p.is_file())
+    return sorted(found)
+
+
+def find_cam_images(run_dir: str | Path) -> list[Path]:
+    """``cam*.png`` files in ``run_dir``, in ``run_dir/cams`` and up to two levels below, sorted."""
+    run_dir = Path(run_dir)
+    found = set()
+    for pattern in ("cam*.png", "*/cam*.png", "*/*/cam*.png", "cams/*.png"):
+        found.update(p for p in run_dir.glob(pattern) if p.is_file())
+    return sorted(found)
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        obj = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(obj).__name__}")
+    return obj
+
+
+def _unique_names(run_dirs: Sequence[Path], names: Sequence[str] | None) -> list[str]:
+    if names is not None:
+        if len(names) != len(run_dirs):
+            raise ValueError(f"got {len(names)} names for {len(run_dirs)} run directories")
+        out = [str(n) for n in names]
+    else:
+        out = [p.resolve().name or str(p) for p in run_dirs]
+    seen: dict[str, int] = {}
+    unique = []
+    for n in out:
+        if n in seen:
+            seen[n] += 1
+            n = f"{n} ({seen[n]})"
+        else:
+            seen[n] = 1
+        unique.append(n)
+    return unique
+
+
+def _safe_file_part(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:80] or "run"
+
+
+def _robustness_html(result: Mapping[str, Any], source: str) -> str:
+    names = list(result.get("corruptions", []))
+    models = result.get("models", {})
+    header = ["model", "clean"] + names + ["mPC", "rPC"]
+    rows = []
+    for k, r in models.items():
+        cells = [_e(k), f"{_fmt(r['clean']['top1'], 1)}/{_fmt(r['clean']['top5'], 1)}"]
+        for c in names:
+            m = r["corruptions"][c]["mean"]
+            cells.append(f"{_fmt(m['top1'], 1)}/{_fmt(m['top5'], 1)}")
+        cells.append(f"{_fmt(r['mPC']['top1'], 1)}/{_fmt(r['mPC']['top5'], 1)}")
+        cells.append(f"{_fmt(r['rPC']['top1'], 3)}/{_fmt(r['rPC']['top5'], 3)}")
+        rows.append(cells)
+    sev = ", ".join(str(s) for s in result.get("severities", []))
+    caption = (
+        f"<p>From <code>{_e(source)}</code>: top-1/top-5 (%) on {_e(result.get('num_clips', '?'))} clips, mean over "
+        f"severities {_e(sev)}; rPC = mPC / clean.</p>"
+    )
+    return caption + _table(header, rows)
+
+
+def build_report(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    baseline: int = 0,
+    long_term: Iterable[str] | None = None,
+    cam_images: Sequence[str | Path] = (),
+    title: str = "videotaf report",
+) -> Path:
+    """Write ``out_dir/index.html`` (and its PNGs) comparing ``run_dirs``; returns the HTML path.
+
+    Args:
+        run_dirs: engine run directories (``config.yaml``, ``metrics.jsonl``, ``eval.json`` - each optional).
+        names: display names (default: the directory names).
+        baseline: index of the run the class-wise change (Figure 4) and accuracy deltas compare against.
+        long_term: class names highlighted in Figure 4 (default: each eval's ``subset.classes``).
+        cam_images: extra CAM PNGs (e.g. from ``videotaf cam``) to show besides those found in the runs.
+    """
+    runs = [Path(p) for p in run_dirs]
+    if not runs:
+        raise ValueError("build_report: no run directories")
+    for p in runs:
+        if not p.is_dir():
+            raise FileNotFoundError(f"run directory not found: {p}")
+    if not 0 <= baseline < len(runs):
+        raise ValueError(f"baseline index {baseline} out of range for {len(runs)} runs")
+    labels = _unique_names(runs, names)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    long_term = list(long_term) if long_term is not None else None
+
+    configs = [_read_config(p) for p in runs]
+    metrics = [read_metrics(p) if (p / "metrics.jsonl").is_file() else None for p in runs]
+    evals = [read_eval(p) if (p / "eval.json").is_file() else None for p in runs]
+    body: dict[str, str] = {}
+
+    # Runs
+    rows = []
+    for label, p, cfg, m in zip(labels, runs, configs, metrics):
+        model = cfg.get("model", {}) if isinstance(cfg.get("model"), dict) else {}
+        adv = cfg.get("adversarial", {}) if isinstance(cfg.get("adversarial"), dict) else {}
+        rows.append(
+            [
+                _e(label),
+                f"<code>{_e(p)}</code>",
+                _e(model.get("name", "-")),
+                _e(adv.get("method", "-")),
+                _e(len(m) if m is not None else "-"),
+            ]
+        )
+    body["runs"] = _table(["run", "directory", "model", "method", "epochs logged"], rows)
+
+    # Accuracy
+    base_eval = evals[baseline]
+    if any(e is not None for e in evals):
+        rows = []
+        for label, ev in zip(labels, evals):
+            if ev is None:
+                rows.append([_e(label), "-", "-", "-", "-", "-", "-"])
+                continue
+            subset = ev.get("subset") if isinstance(ev.get("subset"), Mapping) else None
+            d1 = (
+                float(ev["top1"]) - float(base_eval["top1"])
+                if base_eval is not None and ev.get("top1") is not None and base_eval.get("top1") is not None
+                else None
+            )
+            rows.append(
+                [
+                    _e(label),
+                    _fmt(ev.get("top1")),
+                    _delta(d1),
+                    _fmt(ev.get("top5")),
+                    _fmt(ev.get("loss"), 4),
+                    _e(ev.get("num_clips", "-")),
+                    _fmt(subset.get("top1")) if subset else "-",
+                ]
+            )
+        body["accuracy"] = _table(
+            ["run", "top-1 (%)", f"Δ top-1 vs {labels[baseline]}", "top-5 (%)", "loss", "clips", "subset top-1"],
+            rows,
+        ) + _note("From each run's eval.json (1 clip, centre crop).")
+    else:
+        body["accuracy"] = _note("No eval.json in any run directory.")
+
+    # Loss curves
+    with_metrics = {label: m for label, m in zip(labels, metrics) if m}
+    if with_metrics:
+        loss_curves_figure(with_metrics, out_dir / "loss_curves.png")
+        body["loss-curves"] = '<img src="loss_curves.png" alt="train and test loss per epoch">' + _note(
+            "Solid: training loss; dashed: test (validation) loss (Figure 5)."
+        )
+    else:
+        body["loss-curves"] = _note("No metrics.jsonl in any run directory.")
+
+    # Class-wise change
+    parts = []
+    if base_eval is not None and isinstance(base_eval.get("per_class"), Mapping):
+        for i, (label, ev) in enumerate(zip(labels, evals)):
+            if i == baseline or ev is None or not isinstance(ev.get("per_class"), Mapping):
+                continue
+            fname = f"classwise_{i}_{_safe_file_part(label)}.png"
+            data = classwise_figure(
+                base_eval, ev, out_dir / fname, long_term=long_term, title=f"{label} vs {labels[baseline]}"
+            )
+            parts.append(
+                f"<h3>{_e(label)} vs {_e(labels[baseline])}</h3>"
+                f'<img src="{_href(fname)}" alt="class-wise top-1 change of {_e(label)}">'
+                + _table(
+                    ["classes", "mean Δ top-1 (points)"],
+                    [
+                        ["all", _delta(data["mean_delta"])],
+                        [f"long-term ({sum(data['long_term'])})", _delta(data["mean_delta_long_term"])],
+                        ["other", _delta(data["mean_delta_other"])],
+                    ],
+                )
+            )
+    body["classwise"] = (
+        "".join(parts) + _note("Bars by class index; long-term classes in red (Figure 4).")
+        if parts
+        else _note("Needs per-class accuracy (eval.json) for the baseline and at least one other run.")
+    )
+
+    # Robustness
+    parts = []
+    for label, p in zip(labels, runs):
+        for f in find_robustness_files(p):
+            parts.append(f"<h3>{_e(label)}</h3>" + _robustness_html(load_robustness(f), str(f.relative_to(p))))
+    body["robustness"] = "".join(parts) if parts else _note("No robustness*.json in any run directory.")
+
+    # CAM examples
+    parts = []
+    cam_dir = out_dir / "cams"
+    sources: list[tuple[str, Path]] = [(label, f) for label, p in zip(labels, runs) for f in find_cam_images(p)]
+    sources += [("extra", Path(f)) for f in cam_images]
+    for i, (label, f) in enumerate(sources):
+        if not f.is_file():
+            raise FileNotFoundError(f"CAM image not found: {f}")
+        cam_dir.mkdir(parents=True, exist_ok=True)
+        dest = cam_dir / f"{i:03d}_{_safe_file_part(label)}_{_safe_file_part(f.name)}"
+        if dest.suffix.lower() != ".png":
+            dest = dest.with_suffix(".png")
+        shutil.copyfile(f, dest)
+        rel = dest.relative_to(out_dir).as_posix()
+        parts.append(
+            f'<figure><img src="{_href(rel)}" alt="CAM example {_e(f.name)}">'
+            f"<figcaption>{_e(label)}: <code>{_e(f.name)}</code></figcaption></figure>"
+        )
+    body["cams"] = "".join(parts) if parts else _note("No CAM images (cam*.png) found or given.")
+
+    toc = "".join(f'<li><a href="#{sid}">{_e(stitle)}</a></li>' for sid, stitle in SECTIONS)
+    sections = "".join(f'<section id="{sid}"><h2>{_e(stitle)}</h2>{body[sid]}</section>' for sid, stitle in SECTIONS)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{_e(title)}</h1><ul>{toc}</ul>{sections}</body></html>\n"
+    )
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    (out_dir / "report.json").write_text(
+        json.dumps({"runs": [str(p) for p in runs], "names": labels, "baseline": baseline}, indent=2) + "\n"
+    )
+    return path

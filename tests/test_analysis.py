@@ -1,0 +1,495 @@
+"""Analysis layer: robustness metrics (mPC / rPC) on fake models, attention metrics on hand-made CAMs, figures
+(CAM figure curves, loss curves, class-wise change), the HTML report and the CLI wiring."""
+
+from __future__ import annotations
+
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+from videotaf.analysis.attention import (
+    analyze_attention,
+    attention_metrics,
+    attention_shift,
+    normalized_entropy,
+    peak_share,
+    weakest_share,
+)
+from videotaf.analysis.figures import (
+    CamRow,
+    cam_figure,
+    cam_rows,
+    classwise_change,
+    classwise_figure,
+    frame_to_cam_index,
+    loss_curves_figure,
+    read_metrics,
+)
+from videotaf.analysis.report import SECTIONS, build_report
+from videotaf.analysis.robustness import (
+    evaluate_robustness,
+    load_robustness,
+    robustness_markdown,
+    write_robustness,
+)
+from videotaf.models.base import VideoClassifier
+
+
+# ----------------------------------------------------------------------------------------- tiny models
+class TinyNet(VideoClassifier):
+    """A 2-D conv per frame with a temporal mix; CAM layer output ``(B*T, C, h, w)``."""
+
+    def __init__(self, num_classes: int = 3, num_frames: int = 4, width: int = 4, seed: int = 0) -> None:
+        super().__init__(num_classes, num_frames)
+        torch.manual_seed(seed)
+        self.features = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU())
+        self.fc = nn.Linear(width, num_classes)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.features
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.fc
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        self.check_input(clips)
+        b, t = clips.shape[:2]
+        x = self.features(clips.flatten(0, 1) - 0.5)
+        x5 = x.view(b, t, *x.shape[1:])
+        x = x5 + 0.5 * x5.roll(1, dims=1)
+        return self.fc(x.mean(dim=(3, 4))).mean(dim=1)
+
+
+class BinModel(nn.Module):
+    """Predicts the bin of one frame's mean intensity: logits_k = -|10 * mean - (k + 0.5)|, 10 classes."""
+
+    def __init__(self, frame: int) -> None:
+        super().__init__()
+        self.frame = frame
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        m = clips[:, self.frame].mean(dim=(1, 2, 3)) * 10
+        return -(m[:, None] - (torch.arange(10, dtype=clips.dtype) + 0.5)).abs()
+
+
+def grey_clip(values: list[float]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64).view(len(values), 1, 1, 1).expand(len(values), 3, 4, 4)
+
+
+# Frame 0 / frame 1 grey levels and labels. First-frame model: A, B, C right (bins 0, 3, 5), D wrong (bin 7 vs
+# label 2, not in its top-5 {7, 6, 8, 5, 9}). Reversed clips show frame 1 first: only B stays right (top-1 and
+# top-5). frame_rate (T = 2) keeps frame 0 first; contrast leaves constant frames unchanged.
+CLIPS = torch.stack(
+    [grey_clip([0.05, 0.95]), grey_clip([0.35, 0.35]), grey_clip([0.55, 0.12]), grey_clip([0.72, 0.72])]
+)
+LABELS = torch.tensor([0, 3, 5, 2])
+
+
+def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(CLIPS[:2], LABELS[:2]), (CLIPS[2:], LABELS[2:])]
+
+
+# ----------------------------------------------------------------------------------------- robustness
+def test_robustness_mpc_rpc_hand_computed(tmp_path: Path) -> None:
+    models = {"first": BinModel(0), "last": BinModel(1)}
+    res = evaluate_robustness(models, batches(), ["reversed", "frame_rate", "contrast"], [1, 3], seed=0)
+    first, last = res["models"]["first"], res["models"]["last"]
+    assert res["num_clips"] == 4
+    assert first["clean"] == {"top1": 75.0, "top5": 75.0}
+    assert first["corruptions"]["reversed"]["severities"]["1"] == {"top1": 25.0, "top5": 25.0}
+    assert first["corruptions"]["frame_rate"]["mean"] == {"top1": 75.0, "top5": 75.0}
+    assert first["mPC"]["top1"] == pytest.approx((25 + 75 + 75) / 3)
+    assert first["rPC"]["top1"] == pytest.approx((25 + 75 + 75) / 3 / 75)
+    # The last-frame model: clean A wrong (bin 9), B right, C wrong (bin 1), D wrong -> 25 %. Reversed and
+    # frame_rate (frames [f0, f0]) show it frame 0: 75 %.
+    assert last["clean"]["top1"] == 25.0
+    assert last["corruptions"]["reversed"]["mean"]["top1"] == 75.0
+    assert last["corruptions"]["frame_rate"]["mean"]["top1"] == 75.0
+    assert last["mPC"]["top5"] == pytest.approx((75 + 75 + 25) / 3)
+    assert last["rPC"]["top5"] == pytest.approx((75 + 75 + 25) / 3 / 25)
+    assert first["families"]["temporal"]["top1"] == pytest.approx(50.0)
+    js, md = write_robustness(res, tmp_path)
+    assert load_robustness(js)["models"]["first"]["mPC"] == first["mPC"]
+    text = md.read_text()
+    assert "| first | 75.0/75.0 | 25.0/25.0 | 75.0/75.0 | 75.0/75.0 | 58.3/58.3 | 0.778/0.778 |" in text
+    assert "### last" in text and text == robustness_markdown(res)
+
+
+def test_robustness_patterns_do_not_depend_on_the_other_corruptions() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(6, 2, 3, 8, 8)
+    y = torch.randint(0, 3, (6,))
+    model = TinyNet(3, 2, seed=3).eval()
+    data = [(x[:3], y[:3]), (x[3:], y[3:])]
+    alone = evaluate_robustness(model, data, ["gaussian_noise"], [5], seed=4)
+    mixed = evaluate_robustness(model, data, ["impulse_noise", "gaussian_noise"], [2, 5], seed=4)
+    assert (
+        alone["models"]["model"]["corruptions"]["gaussian_noise"]["severities"]["5"]
+        == mixed["models"]["model"]["corruptions"]["gaussian_noise"]["severities"]["5"]
+    )
+    assert model.training is False
+    with pytest.raises(ValueError, match="unknown corruption"):
+        evaluate_robustness(model, data, ["fros"], [1])
+    with pytest.raises(ValueError, match="severities"):
+        evaluate_robustness(model, data, ["snow"], [0])
+
+
+# ----------------------------------------------------------------------------------------- attention metrics
+def test_attention_metrics_on_hand_made_distributions() -> None:
+    uniform = torch.full((1, 4), 0.25)
+    onehot = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    twohot = torch.tensor([[0.5, 0.0, 0.5, 0.0]])
+    ramp = torch.tensor([[0.1, 0.4, 0.2, 0.3]])
+    assert float(normalized_entropy(uniform)) == pytest.approx(1.0)
+    assert float(normalized_entropy(onehot)) == pytest.approx(0.0)
+    assert float(normalized_entropy(twohot)) == pytest.approx(math.log(2) / math.log(4))
+    assert float(normalized_entropy(torch.ones(1, 1))) == 1.0
+    assert float(weakest_share(ramp, 2)) == pytest.approx(0.3)
+    assert float(weakest_share(uniform)) == pytest.approx(0.5)  # default n = T' // 2
+    assert float(peak_share(ramp)) == pytest.approx(0.4)
+    m = attention_metrics(torch.cat([uniform, onehot]), 1)
+    assert m["weakest_share"].tolist() == pytest.approx([0.25, 0.0])
+    s = attention_shift(uniform, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), 2)
+    assert float(s["l1"]) == pytest.approx(1.5)
+    assert float(s["tv"]) == pytest.approx(0.75)
+    assert float(s["entropy_change"]) == pytest.approx(-1.0)
+    assert float(s["nonkey_gain"]) == pytest.approx(0.5)  # weakest of a tie: frames 0, 1 (stable)
+    zero = attention_shift(ramp, ramp)
+    assert float(zero["l1"]) == 0 and float(zero["entropy_change"]) == 0
+    with pytest.raises(ValueError, match="non-negative"):
+        normalized_entropy(torch.tensor([[-0.1, 1.1]]))
+    with pytest.raises(ValueError, match="same shape"):
+        attention_shift(uniform, torch.ones(1, 3) / 3)
+
+
+def test_analyze_attention_matches_direct_metrics() -> None:
+    from videotaf.cam import temporal_gradcam
+
+    torch.manual_seed(1)
+    x = torch.rand(4, 4, 3, 16, 16)
+    y = torch.tensor([0, 1, 2, 0])
+    model = TinyNet(3, 4).eval()
+    data = [(x[:2], y[:2]), (x[2:], y[2:])]
+    res = analyze_attention(model, data, attacks={"identity": lambda c, lab: c.clone()}, num_weakest=2)
+    p = temporal_gradcam(model, x).frame_scores.double()
+    direct = attention_metrics(p, 2)
+    assert res["num_clips"] == 4 and res["cam_frames"] == 4
+    assert res["clean"]["entropy"]["mean"] == pytest.approx(float(direct["entropy"].mean()), abs=1e-9)
+    assert res["clean"]["weakest_share"]["mean"] == pytest.approx(float(direct["weakest_share"].mean()), abs=1e-9)
+    assert res["clean"]["mean_profile"] == pytest.approx(p.mean(0).tolist(), abs=1e-9)
+    assert res["attacks"]["identity"]["shift"]["l1"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert res["attacks"]["identity"]["top1"] == res["clean"]["top1"]
+    json.dumps(res)
+
+
+def test_analyze_attention_default_attacks_move_attention() -> None:
+    torch.manual_seed(2)
+    x = torch.rand(2, 4, 3, 16, 16)
+    model = TinyNet(3, 4, seed=5).eval()
+    res = analyze_attention(model, [(x, torch.tensor([0, 1]))], eps=16 / 255, step_size=16 / 255)
+    assert set(res["attacks"]) == {"ta", "ce"}
+    for a in ("ta", "ce"):
+        shift = res["attacks"][a]["shift"]
+        assert 0 <= shift["tv"]["mean"] <= 1
+        assert shift["l1"]["mean"] == pytest.approx(2 * shift["tv"]["mean"])
+    assert res["attacks"]["ta"]["shift"]["l1"]["mean"] > 0
+
+
+# ----------------------------------------------------------------------------------------- figures
+def test_frame_to_cam_index() -> None:
+    assert frame_to_cam_index(4, 4).tolist() == [0, 1, 2, 3]
+    assert frame_to_cam_index(8, 4).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert frame_to_cam_index(3, 1).tolist() == [0, 0, 0]
+
+
+def test_cam_figure_png_and_curves(tmp_path: Path) -> None:
+    clip = torch.rand(4, 3, 24, 32)
+    scores = torch.tensor([0.1, 0.9])
+    row_half = CamRow("T' = T/2", clip, torch.rand(2, 3, 4), scores)
+    row_full = CamRow("T' = T", clip, torch.rand(4, 3, 4), torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    fig = cam_figure([row_half, row_full], tmp_path / "sub" / "cam.png", title="a <title> & more")
+    with Image.open(fig.path) as img:
+        assert img.format == "PNG"
+        assert img.size == fig.size
+    assert fig.size[0] > 4 * 60 and fig.size[1] > 2 * 60
+    np.testing.assert_allclose(fig.curves[0], [0.1, 0.1, 0.9, 0.9])
+    np.testing.assert_allclose(fig.curves[1], [0.4, 0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="frame_scores"):
+        cam_figure([CamRow("bad", clip, torch.rand(2, 3, 4), torch.rand(3))], tmp_path / "x.png")
+
+
+def test_cam_rows_curves_equal_gradcam_frame_scores(tmp_path: Path) -> None:
+    from videotaf.cam import temporal_gradcam
+
+    torch.manual_seed(3)
+    clip = torch.rand(4, 3, 16, 16)
+    models = {"baseline": TinyNet(3, 4, seed=1).eval(), "taf": TinyNet(3, 4, seed=2).eval()}
+    rows = cam_rows(models, clip, label=1, adversarial=True, eps=8 / 255, step_size=8 / 255)
+    assert [r.label.split(" ")[0] for r in rows] == ["baseline"] * 3 + ["taf"] * 3
+    assert "TA" in rows[1].label and "CE-PGD" in rows[2].label
+    assert float((rows[1].clip - clip).abs().max()) <= 8 / 255 + 1e-6
+    fig = cam_figure(rows, tmp_path / "cam.png")
+    with Image.open(fig.path) as img:
+        assert img.size == fig.size
+    direct = temporal_gradcam(models["taf"], clip[None]).frame_scores[0]
+    np.testing.assert_allclose(fig.curves[3], direct.numpy(), atol=1e-6)
+    assert all(abs(c.sum() - 1) < 1e-5 for c in fig.curves)
+
+
+def write_run(path: Path, *, losses: list[tuple[float, float]], per_class: dict, top1: float, subset=None) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "tsm"}, "adversarial": {"method": "taf"}}))
+    with (path / "metrics.jsonl").open("w") as f:
+        for e, (tr, va) in enumerate(losses, 1):
+            f.write(json.dumps({"epoch": e, "lr": 0.01, "train_loss": tr, "val_loss": va, "val_top1": 10.0}) + "\n")
+    (path / "eval.json").write_text(
+        json.dumps(
+            {
+                "top1": top1,
+                "top5": top1 + 20,
+                "loss": 1.5,
+                "per_class": per_class,
+                "classes": list(per_class),
+                "num_clips": 40,
+                "subset": subset,
+            }
+        )
+    )
+    return path
+
+
+CLASSES = ["Lifting [something] up", "Pushing <b>", "Dropping & catching", "Waving"]
+
+
+def test_loss_curves_and_classwise(tmp_path: Path) -> None:
+    a = write_run(
+        tmp_path / "a", losses=[(2.0, 2.5), (1.5, 2.4)], per_class=dict(zip(CLASSES, [50, 20, 40, None])), top1=40.0
+    )
+    b = write_run(
+        tmp_path / "b",
+        losses=[(2.1, 2.3), (1.7, 2.2)],
+        per_class=dict(zip(CLASSES, [60, 15, 55, 10])),
+        top1=45.0,
+        subset={"top1": 50.0, "classes": [CLASSES[2]], "num_clips": 10},
+    )
+    data = loss_curves_figure({"base": a, "taf": read_metrics(b)}, tmp_path / "loss.png")
+    assert data["base"] == {"epoch": [1.0, 2.0], "train": [2.0, 1.5], "test": [2.5, 2.4]}
+    assert data["taf"]["test"] == [2.3, 2.2]
+    assert Image.open(tmp_path / "loss.png").format == "PNG"
+    cw = classwise_figure(a, b, tmp_path / "cw.png")
+    assert cw["delta"] == [10.0, -5.0, 15.0, None]
+    assert cw["long_term"] == [False, False, True, False]  # from b's eval subset
+    assert cw["colors"][2] != cw["colors"][0]
+    assert cw["mean_delta_long_term"] == 15.0 and cw["mean_delta_other"] == pytest.approx(2.5)
+    explicit = classwise_change(a, b, long_term=[CLASSES[0], CLASSES[1]])
+    assert explicit["long_term"] == [True, True, False, False]
+    with pytest.raises(ValueError, match="not in the evaluation"):
+        classwise_change(a, b, long_term=["nope"])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
+        read_metrics(tmp_path / "bad")
+
+
+# ----------------------------------------------------------------------------------------- report
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.imgs: list[str] = []
+        self.ids: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a["src"])
+        if "id" in a:
+            self.ids.append(a["id"])
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_report_has_every_section_and_no_broken_images(tmp_path: Path) -> None:
+    from urllib.parse import unquote
+
+    a = write_run(
+        tmp_path / "runs" / "base",
+        losses=[(2.0, 2.5), (1.5, 2.4)],
+        per_class=dict(zip(CLASSES, [50, 20, 40, None])),
+        top1=40.0,
+    )
+    b = write_run(
+        tmp_path / "runs" / "taf run",
+        losses=[(2.1, 2.3)],
+        per_class=dict(zip(CLASSES, [60, 15, 55, 10])),
+        top1=45.0,
+        subset={"top1": 50.0, "classes": [CLASSES[2]], "num_clips": 10},
+    )
+    rob = evaluate_robustness({"base": BinModel(0), "taf": BinModel(1)}, batches(), ["reversed", "contrast"], [1])
+    write_robustness(rob, b / "robustness")
+    Image.new("RGB", (20, 10), "red").save(a / "cam_example.png")
+    out = build_report([a, b], tmp_path / "report", names=["base <script>", "taf & co"])
+    html_text = out.read_text()
+    parser = _Collector()
+    parser.feed(html_text)
+    assert [sid for sid, _ in SECTIONS] == [i for i in parser.ids if i in dict(SECTIONS)]
+    assert len(parser.imgs) >= 3  # loss curves, class-wise, CAM
+    for src in parser.imgs:
+        assert not src.startswith(("/", "http")), src
+        assert (out.parent / unquote(src)).is_file(), src
+    assert "<script>" not in html_text and "base &lt;script&gt;" in html_text
+    text = "".join(parser.text)
+    assert "Pushing <b>" not in html_text  # class names never reach the page unescaped
+    assert "45.00" in text and "+5.00" in text  # accuracy table and delta vs baseline
+    # Robustness of BinModel(0) on reversed (25 %) and contrast (75 %): mPC 50, rPC 50 / 75.
+    assert "mPC" in text and "50.0/50.0" in text and "0.667/0.667" in text
+    assert "long-term (1)" in text
+
+
+def test_report_with_missing_files_still_has_every_section(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    out = build_report([tmp_path / "empty"], tmp_path / "out")
+    parser = _Collector()
+    parser.feed(out.read_text())
+    assert {sid for sid, _ in SECTIONS} <= set(parser.ids)
+    assert parser.imgs == []
+    with pytest.raises(FileNotFoundError, match="nope"):
+        build_report([tmp_path / "nope"], tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------------------- CLI
+@pytest.fixture()
+def fake_engine(monkeypatch: pytest.MonkeyPatch):
+    """load_model -> a TinyNet; the evaluation dataset -> 3 random clips (no files, no data layer config)."""
+    import videotaf.analysis.inputs as inputs
+    import videotaf.engine.checkpoint as checkpoint
+
+    def load_model(path, map_location="cpu"):
+        return TinyNet(3, 4, seed=len(str(path))).eval(), {}
+
+    class Data(torch.utils.data.Dataset):
+        classes = ["a", "b", "c"]
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, i: int):
+            g = torch.Generator().manual_seed(i)
+            return torch.rand(4, 3, 16, 16, generator=g), i % 3
+
+    monkeypatch.setattr(checkpoint, "load_model", load_model)
+    monkeypatch.setattr(inputs, "eval_dataset", lambda cfg, split=None: Data())
+
+
+def test_cli_robustness_analyze_cam(tmp_path: Path, fake_engine, real_fixtures: Path) -> None:
+    from videotaf.cli import main
+
+    rc = main(
+        [
+            "robustness",
+            "--checkpoint",
+            "runA/checkpoints/best.pt",
+            "--checkpoint",
+            "b.pt",
+            "--corruptions",
+            "gaussian_noise",
+            "reversed",
+            "--severities",
+            "1",
+            "2",
+            "--out",
+            str(tmp_path / "rob"),
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    res = load_robustness(tmp_path / "rob" / "robustness.json")
+    assert list(res["models"]) == ["runA", "b"] and res["num_clips"] == 3
+    assert (tmp_path / "rob" / "robustness.md").read_text().startswith("Top-1/Top-5")
+    rc = main(
+        [
+            "analyze",
+            "--checkpoint",
+            "a.pt",
+            "--max-clips",
+            "2",
+            "--eps",
+            "8/255",
+            "--step-size",
+            "8/255",
+            "--out",
+            str(tmp_path / "att.json"),
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    att = json.loads((tmp_path / "att.json").read_text())
+    assert att["models"]["a"]["num_clips"] == 2 and set(att["models"]["a"]["attacks"]) == {"ta", "ce"}
+    rc = main(
+        [
+            "cam",
+            "--checkpoint",
+            "a.pt",
+            "--compare",
+            "bb.pt",
+            "--video",
+            "dataset:1",
+            "--adversarial",
+            "--out",
+            str(tmp_path / "cam.png"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    with Image.open(tmp_path / "cam.png") as img:
+        assert img.format == "PNG"
+    rc = main(
+        [
+            "cam",
+            "--checkpoint",
+            "a.pt",
+            "--video",
+            str(real_fixtures / "clip_d.mp4"),
+            "--size",
+            "32",
+            "--out",
+            str(tmp_path / "cam_video.png"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0 and (tmp_path / "cam_video.png").is_file()
+    with pytest.raises(SystemExit, match="index out of range"):
+        main(["cam", "--checkpoint", "a.pt", "--video", "dataset:9", "--out", str(tmp_path / "x.png")])
+
+
+def test_cli_report(tmp_path: Path) -> None:
+    from videotaf.cli import main
+
+    a = write_run(tmp_path / "a", losses=[(2.0, 2.5)], per_class=dict(zip(CLASSES, [50, 20, 40, 0])), top1=40.0)
+    b = write_run(tmp_path / "b", losses=[(2.1, 2.3)], per_class=dict(zip(CLASSES, [60, 15, 55, 10])), top1=45.0)
+    lt = tmp_path / "long_term.txt"
+    lt.write_text(f"# long-term motions\n{CLASSES[0]}\n")
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "rep"), "--long-term", str(lt)]) == 0
+    assert "long-term (1)" in (tmp_path / "rep" / "index.html").read_text()
