@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from videotaf.models.layers.normalize import Normalize
+
 
 class VideoClassifier(nn.Module):
     """Base class of the models in the registry. Subclasses set ``cam_layer`` and ``classifier``."""
@@ -48,3 +50,38 @@ class VideoClassifier(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} expects clips of shape (B, T, 3, H, W) in [0, 1], got {tuple(clips.shape)}"
             )
+
+    def check_frames(self, clips: torch.Tensor) -> None:
+        """:meth:`check_input`, and ``T`` must be the ``num_frames`` the model was built for."""
+        self.check_input(clips)
+        if clips.shape[1] != self.num_frames:
+            raise ValueError(
+                f"{type(self).__name__} was built for num_frames={self.num_frames} but clips have T={clips.shape[1]}"
+            )
+
+
+class BackboneClassifier(VideoClassifier):
+    """Normalise -> ``backbone`` -> dropout -> ``fc``: the frame of TSM, bLVNet-TAM, GST and TPN.
+
+    Grad-CAM reads ``backbone.layer4``; ``fc`` starts from N(0, ``fc_std``) weights and zero bias, as in the
+    reference implementations (0.001 for TSM/TAM/GST, 0.01 for TPN's head).
+    """
+
+    def __init__(
+        self, num_classes: int, num_frames: int, backbone: nn.Module, features: int, dropout: float, fc_std: float
+    ) -> None:
+        super().__init__(num_classes, num_frames)
+        self.normalize = Normalize()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(features, num_classes)
+        nn.init.normal_(self.fc.weight, 0.0, fc_std)
+        nn.init.zeros_(self.fc.bias)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.backbone.layer4
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.fc

@@ -14,12 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videotaf.models.base import VideoClassifier
-from videotaf.models.layers.normalize import Normalize
+from videotaf.models.base import BackboneClassifier
 from videotaf.models.layers.tam import TAM
 from videotaf.models.registry import register_model
 from videotaf.models.resnet import BASE_CHANNELS, init_conv_bn, resolve_arch, scale_channels
-from videotaf.models.tsm import check_frames
 
 
 def _bl_layer(
@@ -139,7 +137,7 @@ class BLResNet(nn.Module):
         return self.layer4(_pairs(x, self.num_frames)[1])
 
 
-class BLVNetTAM(VideoClassifier):
+class BLVNetTAM(BackboneClassifier):
     """bLVNet-TAM. ``(B, T, 3, H, W)`` (T even; f8x2 = 16) -> logits; per-frame fc over T/2 frames, averaged.
 
     ``cam_layer`` = backbone layer4, output ``(B*T/2, C5, H/32, W/32)``.
@@ -155,24 +153,11 @@ class BLVNetTAM(VideoClassifier):
         alpha: int = 2,
         beta: int = 4,
     ) -> None:
-        super().__init__(num_classes, num_frames)
-        self.normalize = Normalize()
-        self.backbone = BLResNet(num_frames, depth, width, alpha, beta)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.backbone.out_channels, num_classes)
-        nn.init.normal_(self.fc.weight, 0.0, 0.001)
-        nn.init.zeros_(self.fc.bias)
-
-    @property
-    def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.fc
+        backbone = BLResNet(num_frames, depth, width, alpha, beta)
+        super().__init__(num_classes, num_frames, backbone, backbone.out_channels, dropout, fc_std=0.001)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        check_frames(self, clips)
+        self.check_frames(clips)
         b = clips.shape[0]
         feats = self.backbone(self.normalize(clips).flatten(0, 1))
         logits = self.fc(self.dropout(feats.mean(dim=(2, 3))))

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from videotaf.models.base import VideoClassifier
-from videotaf.models.layers.normalize import Normalize
+from videotaf.models.base import BackboneClassifier
 from videotaf.models.registry import register_model
 from videotaf.models.resnet import ResNet3dGST
-from videotaf.models.tsm import check_frames
 
 
-class GST(VideoClassifier):
+class GST(BackboneClassifier):
     """GST. ``(B, T, 3, H, W)`` -> logits; per-frame spatial pool + fc, averaged over T.
 
     ``cam_layer`` = backbone layer4, output ``(B, C5, T, H/32, W/32)``.
@@ -28,24 +25,11 @@ class GST(VideoClassifier):
         alpha: int = 4,
         beta: int = 2,
     ) -> None:
-        super().__init__(num_classes, num_frames)
-        self.normalize = Normalize()
-        self.backbone = ResNet3dGST(depth, width, alpha, beta)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.backbone.out_channels, num_classes)
-        nn.init.normal_(self.fc.weight, 0.0, 0.001)
-        nn.init.zeros_(self.fc.bias)
-
-    @property
-    def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.fc
+        backbone = ResNet3dGST(depth, width, alpha, beta)
+        super().__init__(num_classes, num_frames, backbone, backbone.out_channels, dropout, fc_std=0.001)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        check_frames(self, clips)
+        self.check_frames(clips)
         feats = self.backbone(self.normalize(clips).transpose(1, 2))  # (B, C, T, h, w)
         per_frame = feats.mean(dim=(3, 4)).transpose(1, 2)  # (B, T, C)
         return self.fc(self.dropout(per_frame)).mean(dim=1)

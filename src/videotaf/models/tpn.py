@@ -15,10 +15,9 @@ import math
 import torch
 from torch import nn
 
-from videotaf.models.base import VideoClassifier
-from videotaf.models.layers.normalize import Normalize
+from videotaf.models.base import BackboneClassifier
 from videotaf.models.registry import register_model
-from videotaf.models.tsm import check_frames, shift_backbone
+from videotaf.models.tsm import shift_backbone
 
 
 class ConvBN3d(nn.Module):
@@ -92,7 +91,7 @@ class AuxHead(nn.Module):
         return self.fc(self.dropout(self.conv(x).mean(dim=(2, 3, 4))))
 
 
-class TPN(VideoClassifier):
+class TPN(BackboneClassifier):
     """TPN on a TSM ResNet. ``(B, T, 3, H, W)`` -> logits ``(B, classes)``.
 
     ``cam_layer`` = backbone layer4 ``(B*T, C5, H/32, W/32)`` (the neck pools time away). In training mode
@@ -112,32 +111,19 @@ class TPN(VideoClassifier):
         shift_place: str = "inplace",
         temporal_pool: int = 8,
     ) -> None:
-        super().__init__(num_classes, num_frames)
-        self.normalize = Normalize()
-        self.backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place)
-        c4, c5 = self.backbone.stage_channels[2], self.backbone.stage_channels[3]
+        backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place)
+        c4, c5 = backbone.stage_channels[2], backbone.stage_channels[3]
+        # mmaction2 initialises the head fc with N(0, 0.01) and the neck convs with Xavier-uniform.
+        super().__init__(num_classes, num_frames, backbone, c5, dropout, fc_std=0.01)
         self.neck = TPNNeck(c4, c5, temporal_pool)
         self.aux_head = AuxHead(c4, num_classes)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(c5, num_classes)
-        # mmaction2 initialises the neck convs with Xavier-uniform and the head fc with N(0, 0.01).
         for m in self.neck.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.xavier_uniform_(m.weight)
         nn.init.xavier_uniform_(self.aux_head.conv.conv.weight)
-        nn.init.normal_(self.fc.weight, 0.0, 0.01)
-        nn.init.zeros_(self.fc.bias)
-
-    @property
-    def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.fc
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        check_frames(self, clips)
+        self.check_frames(clips)
         b, t = clips.shape[:2]
         res4, res5 = self.backbone.forward_stages(self.normalize(clips).flatten(0, 1))[2:]
 

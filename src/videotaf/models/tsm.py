@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from videotaf.models.base import VideoClassifier
-from videotaf.models.layers.normalize import Normalize
+from videotaf.models.base import BackboneClassifier
 from videotaf.models.layers.temporal_shift import TemporalShift
 from videotaf.models.registry import register_model
 from videotaf.models.resnet import ResNet2d
@@ -26,15 +24,7 @@ def shift_backbone(num_frames: int, depth: int, width: float, shift_div: int, sh
     )
 
 
-def check_frames(model: VideoClassifier, clips: torch.Tensor) -> None:
-    model.check_input(clips)
-    if clips.shape[1] != model.num_frames:
-        raise ValueError(
-            f"{type(model).__name__} was built for num_frames={model.num_frames} but clips have T={clips.shape[1]}"
-        )
-
-
-class TSM(VideoClassifier):
+class TSM(BackboneClassifier):
     """TSM-ResNet. ``(B, T, 3, H, W)`` in [0, 1] -> logits ``(B, classes)``; per-frame fc, mean over T.
 
     ``cam_layer`` = backbone layer4, output ``(B*T, C, H/32, W/32)`` (2048 channels for ResNet-50).
@@ -50,24 +40,11 @@ class TSM(VideoClassifier):
         shift_div: int = 8,
         shift_place: str = "blockres",
     ) -> None:
-        super().__init__(num_classes, num_frames)
-        self.normalize = Normalize()
-        self.backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.backbone.out_channels, num_classes)
-        nn.init.normal_(self.fc.weight, 0.0, 0.001)
-        nn.init.zeros_(self.fc.bias)
-
-    @property
-    def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.fc
+        backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place)
+        super().__init__(num_classes, num_frames, backbone, backbone.out_channels, dropout, fc_std=0.001)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        check_frames(self, clips)
+        self.check_frames(clips)
         b, t = clips.shape[:2]
         feats = self.backbone(self.normalize(clips).flatten(0, 1))
         logits = self.fc(self.dropout(feats.mean(dim=(2, 3))))
