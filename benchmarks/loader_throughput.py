@@ -1,0 +1,154 @@
+"""Loader throughput: clips/s through ``videotaf.data`` datasets + DataLoader vs raw PyAV/Pillow decoding.
+
+For each source (synthetic WebM, real MP4, real WebM, real JPEG folder) the same clips (test sampling, the same
+frame indices) are read twice: once by a plain loop that only decodes the sampled frames with PyAV (video) or
+Pillow (JPEG) and once through the dataset (counting, sampling, decoding, crop/resize, float conversion) and a
+``DataLoader`` (batching). The ratio dataset/raw shows the overhead of the data layer (target >= 0.9).
+
+    python benchmarks/loader_throughput.py --out loader.json [--synth DIR] [--repeats 3] [--rounds 3] [--workers 0]
+
+Not a test: numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import ConcatDataset, DataLoader
+
+from videotaf.data import FileList, SomethingV2
+from videotaf.data.decode import detect_frame_template
+from videotaf.data.synth import synthesize
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
+
+
+def raw_video(path: str, indices: list[int]) -> list[np.ndarray]:
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        wanted, last, got = set(indices), max(indices), {}
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                got[i] = frame.to_ndarray(format="rgb24")
+            if i >= last:
+                break
+    return [got[i] for i in indices]
+
+
+def raw_jpeg(folder: str, numbers: list[int], template: str) -> list[np.ndarray]:
+    out = []
+    for n in numbers:
+        with Image.open(Path(folder) / template.format(n)) as img:
+            out.append(np.asarray(img.convert("RGB")))
+    return out
+
+
+def measure(dataset, repeats: int, workers: int, batch: int, rounds: int) -> dict:
+    # Work list fixed up front (not timed): sampled indices per item, frame counts cached by a warm-up pass.
+    jobs = []
+    for i, s in enumerate(dataset.samples):
+        idx = [j for c in dataset.sample_indices(i) for j in c]
+        jobs.append((s, [s.start + j for j in idx]))
+    template = dataset.frame_template or detect_frame_template(dataset.samples[0].path)
+    for s, idx in jobs:  # warm the OS file cache for both sides
+        raw_video(s.path, idx) if s.is_video else raw_jpeg(s.path, idx, template)
+    loader_ds = ConcatDataset([dataset] * repeats)
+    n_clips = len(loader_ds)
+
+    # Alternate the two sides over several rounds and keep each side's best time: the machine is shared, and a
+    # single pass mostly measures whoever else is busy.
+    raw_s = ds_s = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            for s, idx in jobs:
+                raw_video(s.path, idx) if s.is_video else raw_jpeg(s.path, idx, template)
+        raw_s = min(raw_s, time.perf_counter() - t0)
+        loader = DataLoader(loader_ds, batch_size=batch, num_workers=workers)
+        t0 = time.perf_counter()
+        seen = 0
+        for clips, _ in loader:
+            seen += clips.shape[0]
+        ds_s = min(ds_s, time.perf_counter() - t0)
+        assert seen == n_clips
+    return {
+        "clips": n_clips,
+        "frames_per_clip": len(jobs[0][1]),
+        "raw_clips_per_s": n_clips / raw_s,
+        "dataset_clips_per_s": n_clips / ds_s,
+        "ratio": raw_s / ds_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="JSON output path")
+    ap.add_argument("--synth", help="existing synthetic dataset root (default: generate a small one)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (raw decode is single-process)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating raw/dataset rounds; best time of each kept")
+    ap.add_argument("--num-frames", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=56)
+    ap.add_argument("--scale", type=int, default=64)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    opts = dict(num_frames=args.num_frames, crop_size=args.crop, scale_size=args.scale)
+
+    tmp = tempfile.TemporaryDirectory()
+    synth_root = (
+        Path(args.synth)
+        if args.synth
+        else synthesize(
+            Path(tmp.name) / "synth", num_classes=8, train_per_class=4, val_per_class=2, num_frames=16, size=64, seed=0
+        )
+    )
+    real = Path(tmp.name) / "real"
+    real.mkdir()
+    for name in ("clip_a.mp4", "clip_b.mp4", "clip_d.mp4", "clip_a.webm", "frames_a"):
+        (real / name).symlink_to(FIXTURES / name)
+    (real / "mp4.txt").write_text("clip_a.mp4 0\nclip_b.mp4 1\nclip_d.mp4 2\n")
+    (real / "webm.txt").write_text("clip_a.webm 0\n")
+    (real / "jpeg.txt").write_text("frames_a 10 0\n")
+    sources = {
+        "synth_webm_64px": SomethingV2(synth_root, "train", **opts),
+        "real_mp4_340x256": FileList(real, "mp4.txt", **opts),
+        "real_webm_340x256": FileList(real, "webm.txt", **opts),
+        "real_jpeg_320x240": FileList(real, "jpeg.txt", **opts),
+    }
+    reps = {"synth_webm_64px": args.repeats, "real_mp4_340x256": args.repeats * 4,
+            "real_webm_340x256": args.repeats * 8, "real_jpeg_320x240": args.repeats * 16}  # fmt: skip
+    results = {}
+    for name, ds in sources.items():
+        r = measure(ds, reps[name], args.workers, args.batch, args.rounds)
+        results[name] = r
+        print(f"{name:20s} raw {r['raw_clips_per_s']:8.1f} clips/s  dataset+loader {r['dataset_clips_per_s']:8.1f} "
+              f"clips/s  ratio {r['ratio']:.2f}  ({r['clips']} clips x {r['frames_per_clip']} frames)")  # fmt: skip
+    report = {
+        "settings": vars(args) | {"torch_threads": 1},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "av": av.__version__,
+            "processor": platform.processor() or platform.machine(),
+        },  # fmt: skip
+        "results": results,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Decoding the real fixtures: frame counts (header and WebM without one), shapes, values, early stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from videotaf.data import FileList, decode_video_frames, load_jpeg_frames, video_frame_count
+from videotaf.data.decode import clear_frame_count_cache, detect_frame_template
+
+
+@pytest.mark.parametrize(
+    "name,count,hw",
+    [("clip_a.mp4", 300, (256, 340)), ("clip_a.webm", 150, (256, 340)), ("clip_c.avi", 164, (240, 320)),
+     ("clip_d.mp4", 32, (256, 340)), ("clip_b.mp4", 280, (256, 340))],
+)  # fmt: skip
+def test_real_frame_counts_and_shapes(real_fixtures: Path, name, count, hw):
+    clear_frame_count_cache()
+    path = real_fixtures / name
+    assert video_frame_count(path) == count
+    frames = decode_video_frames(path, [count - 1, 0, 0])
+    assert frames.shape == (3, *hw, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames[1], frames[2])
+    assert frames.std() > 10  # real picture content, not a blank frame
+
+
+def test_webm_header_has_no_count_but_we_count_150(real_fixtures: Path):
+    with av.open(str(real_fixtures / "clip_a.webm")) as c:
+        assert c.streams.video[0].frames == 0
+    assert video_frame_count(real_fixtures / "clip_a.webm") == 150
+
+
+def test_decoded_frames_match_full_decode(real_fixtures: Path):
+    path = real_fixtures / "clip_a.webm"
+    with av.open(str(path)) as c:
+        full = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(full) == 150
+    idx = [149, 3, 77]
+    got = decode_video_frames(path, idx)
+    for k, i in enumerate(idx):
+        assert np.array_equal(got[k], full[i])
+
+
+def test_decoding_stops_at_the_highest_index(real_fixtures: Path, monkeypatch):
+    seen = []
+    real_decode = av.container.InputContainer.decode
+
+    def counting_decode(self, *args, **kwargs):
+        for frame in real_decode(self, *args, **kwargs):
+            seen.append(frame)
+            yield frame
+
+    monkeypatch.setattr(av.container.InputContainer, "decode", counting_decode)
+    decode_video_frames(real_fixtures / "clip_a.mp4", [2, 10])
+    assert len(seen) == 11
+
+
+def test_jpeg_folder_only_sampled_frames_opened(real_fixtures: Path, monkeypatch):
+    folder = real_fixtures / "frames_a"
+    assert detect_frame_template(folder) == "img_{:05d}.jpg"
+    opened = []
+    from PIL import Image
+
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: (opened.append(Path(fp).name), real_open(fp, *a, **k))[1])
+    frames = load_jpeg_frames(folder, [1, 5, 5, 10], "img_{:05d}.jpg")
+    assert frames.shape == (4, 240, 320, 3)  # NOTICE.md says 340x256; the files are 320x240
+    assert sorted(set(opened)) == ["img_00001.jpg", "img_00005.jpg", "img_00010.jpg"]
+
+
+def test_dataset_items_from_real_fixtures(real_fixtures: Path, tmp_path: Path):
+    for name in ("clip_a.mp4", "clip_a.webm", "clip_c.avi", "clip_d.mp4"):
+        (tmp_path / name).symlink_to(real_fixtures / name)
+    (tmp_path / "frames_a").symlink_to(real_fixtures / "frames_a")
+    (tmp_path / "videos.txt").write_text("clip_a.mp4 0\nclip_a.webm 1\nclip_c.avi 2\nclip_d.mp4 3\n")
+    (tmp_path / "frames.txt").write_text("frames_a 10 1\n")
+    videos = FileList(tmp_path, "videos.txt", num_frames=8, crop_size=56, scale_size=64)
+    assert [videos.frame_count(i) for i in range(4)] == [300, 150, 164, 32]
+    for i in range(4):
+        clip, label = videos[i]
+        assert clip.shape == (8, 3, 56, 56) and clip.dtype == torch.float32 and label == i
+        assert 0.0 <= clip.min() < 0.2 and 0.8 < clip.max() <= 1.0
+    train = FileList(tmp_path, "videos.txt", num_frames=8, crop_size=56, train=True, seed=0, test_clips=3)
+    assert train[1][0].shape == (8, 3, 56, 56)  # training always returns one clip
+    frames = FileList(tmp_path, "frames.txt", num_frames=4, crop_size=56, scale_size=64, test_clips=2)
+    clip, label = frames[0]
+    assert clip.shape == (8, 3, 56, 56) and label == 1
+    # Two clips of 4 from 10 frames: ticks 2.5 -> [0, 3, 5, 8] and [1, 4, 6, 9].
+    assert frames.sample_indices(0) == [[0, 3, 5, 8], [1, 4, 6, 9]]
+    # Same content whether read from the mp4 or its webm re-encode (same centre crop): lossy, so loosely.
+    a, _ = videos[0]
+    b, _ = videos[1]
+    assert (a[0] - b[0]).abs().mean() < 0.08
