@@ -1,0 +1,414 @@
+"""Typed run configuration: dataclasses, strict YAML loading, dotted ``--set`` overrides.
+
+A run is described by one :class:`Config` with five sections::
+
+    model:       ModelConfig        (registry name, classes, frames, options, initial weights)
+    data:        videotaf.data.DataConfig (owned by the data layer)
+    optim:       OptimConfig        (SGD, LR groups, schedule, clipping, batch size)
+    adversarial: AdversarialConfig  (plain | ce_adv | advprop | taf and the attack budget, Eq. 6-7)
+    runtime:     RuntimeConfig      (device, AMP, seed, output dir, logging, checkpoint interval)
+
+DataLoader workers and pinning are ``data.num_workers`` / ``data.pin_memory`` (the data layer's section).
+
+Loading is strict: an unknown key raises naming the key and the file, a value of the wrong type raises naming
+the field and the expected type. A YAML file may start from another with ``_base_: other.yaml`` (a path
+relative to the file); the mappings are merged key by key, the child winning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+METHODS = ("plain", "ce_adv", "advprop", "taf")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the file and the field."""
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build (``videotaf.models.build(name, num_classes, num_frames, **options)``).
+
+    ``name`` is a registry name ("tsm", "gst", ...) or ``"package.module:factory"`` for a user model
+    taking ``(num_classes, num_frames, **options)``. ``imagenet_weights`` is a local torchvision ResNet
+    ``.pth`` passed to the model as the ``imagenet_weights`` option. ``pretrained`` is a full checkpoint
+    loaded after building (an engine checkpoint, or an official one read by
+    ``videotaf.models.weights.load_pretrained`` with ``pretrained_source``).
+    """
+
+    name: str = "tsm"
+    num_classes: int = 174
+    num_frames: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+    imagenet_weights: str | None = None
+    pretrained: str | None = None
+    pretrained_source: str = "auto"
+
+
+@dataclass
+class OptimConfig:
+    """SGD with the TSM-style LR groups (classifier weight x5, bias x10; no decay on biases and norms).
+
+    ``milestones`` are epochs (``schedule: step``) at which the LR is multiplied by ``gamma``;
+    ``warmup_epochs`` ramps the LR linearly from 0 per iteration; ``clip_grad_norm: null`` disables clipping.
+    ``batch_size`` is the global batch (split evenly over DDP processes).
+    """
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    epochs: int = 50
+    schedule: Literal["step", "cosine"] = "step"
+    milestones: list[int] = field(default_factory=lambda: [20, 40])
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    clip_grad_norm: float | None = 20.0
+    fc_lr_mult_weight: float = 5.0
+    fc_lr_mult_bias: float = 10.0
+    batch_size: int = 64
+
+
+@dataclass
+class AdversarialConfig:
+    """Training objective (``videotaf.objective.build_objective``): Eq. 7 with the attack of Eq. 6.
+
+    ``eps`` and ``step_size`` are on the [0, 1] pixel scale (the paper's 64/255 and 32/255); ``steps`` is K;
+    ``num_nonkey`` is N, ``null`` meaning all T frames (the paper's setting).
+    """
+
+    method: Literal["plain", "ce_adv", "advprop", "taf"] = "plain"
+    alpha: float = 0.7
+    eps: float = 64 / 255
+    step_size: float = 32 / 255
+    steps: int = 1
+    num_nonkey: int | None = None
+    random_start: bool = False
+
+
+# The brief and the paper call the same section the fine-tuning settings.
+FinetuneConfig = AdversarialConfig
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how to run. ``device: auto`` picks CUDA when available; ``amp`` (fp16 autocast + GradScaler)
+    applies on CUDA only, CPU runs stay float32.
+
+    ``checkpoint_every_steps`` > 0 also writes ``last.pt`` every that many optimizer steps (a killed run then
+    loses at most that many steps; 0 = only at the end of every epoch). ``progress``: "auto" shows a tqdm bar on
+    a TTY and plain lines otherwise.
+    """
+
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    output_dir: str = "runs/default"
+    log_every: int = 20
+    tensorboard: bool = False
+    sync_bn: bool = False
+    checkpoint_every_steps: int = 0
+    eval_every: int = 1
+    progress: Literal["auto", "bar", "lines", "none"] = "auto"
+
+
+def _data_config_cls() -> type | None:
+    """``videotaf.data.DataConfig`` when the data layer is installed, else None (data then stays a dict)."""
+    try:
+        from videotaf.data import DataConfig  # noqa: PLC0415
+    except ImportError:
+        return None
+    return DataConfig
+
+
+def _default_data() -> Any:
+    cls = _data_config_cls()
+    return cls() if cls is not None else {}
+
+
+@dataclass
+class Config:
+    """A whole run; :func:`load_config` builds it from YAML, :func:`config_to_dict` turns it back."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: Any = field(default_factory=_default_data)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# --------------------------------------------------------------------------------------------------- typing
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if tp is type(None):
+        return "null"
+    if tp is Any:
+        return "any"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted (and widened) for floats."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise _Mismatch
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where, source)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        (arg, *_) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, arg, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Mismatch
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        return _build_dataclass(tp, value, where, source)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise _Mismatch
+    return value
+
+
+def _build_dataclass(cls: type, values: dict[str, Any], where: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(
+                f"{source}: unknown key {dotted!r} (known keys of {where or 'the config'}: {', '.join(sorted(names))})"
+            )
+        tp = hints.get(key, Any)
+        if key == "data" and cls is Config:
+            tp = _data_config_cls() or dict
+        try:
+            kwargs[key] = _coerce(value, tp, dotted, source)
+        except _Mismatch:
+            raise ConfigError(
+                f"{source}: field {dotted!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+            ) from None
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: invalid {where or 'config'}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: _base_ cycle through {', '.join(str(p) for p in _seen)}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    base = raw.pop("_base_", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: _base_ must be a path string, got {base!r}")
+        parent = _read_yaml(path.parent / base, (*_seen, path.resolve()))
+        raw = _merge(parent, raw)
+    return raw
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. optim.lr=0.001")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key component")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML: ``1e-3``, ``[10, 20]``, ``null``)."""
+    raw = _merge({}, raw)
+    for item in overrides or []:
+        parts, value = _parse_override(item)
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
+    """Validate a nested mapping into a :class:`Config` (strict: unknown keys and wrong types raise)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping, got {type(raw).__name__}")
+    cfg = _build_dataclass(Config, raw, "", source)
+    validate_config(cfg, source)
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read ``path`` (YAML; ``None`` = all defaults), apply dotted ``overrides``, validate.
+
+    Raises :class:`ConfigError` naming the file and key for unknown keys, the field and expected type for
+    wrongly-typed values.
+    """
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    if overrides:
+        source += " (with --set " + " ".join(overrides) + ")"
+    return config_from_dict(apply_overrides(raw, overrides), source)
+
+
+def validate_config(cfg: Config, source: str = "<config>") -> None:
+    """Range checks that types alone cannot express."""
+
+    def bad(field_name: str, expected: str, got: Any) -> ConfigError:
+        return ConfigError(f"{source}: field {field_name!r} expects {expected}, got {got!r}")
+
+    m, o, a, r = cfg.model, cfg.optim, cfg.adversarial, cfg.runtime
+    if m.num_classes < 1:
+        raise bad("model.num_classes", "an int >= 1", m.num_classes)
+    if m.num_frames < 1:
+        raise bad("model.num_frames", "an int >= 1", m.num_frames)
+    if o.lr <= 0:
+        raise bad("optim.lr", "a float > 0", o.lr)
+    if o.epochs < 1:
+        raise bad("optim.epochs", "an int >= 1", o.epochs)
+    if o.batch_size < 1:
+        raise bad("optim.batch_size", "an int >= 1", o.batch_size)
+    if o.weight_decay < 0:
+        raise bad("optim.weight_decay", "a float >= 0", o.weight_decay)
+    if o.nesterov and o.momentum <= 0:
+        raise bad("optim.momentum", "a float > 0 when optim.nesterov is true", o.momentum)
+    if list(o.milestones) != sorted(o.milestones):
+        raise bad("optim.milestones", "increasing epochs", o.milestones)
+    if o.warmup_epochs < 0:
+        raise bad("optim.warmup_epochs", "a float >= 0", o.warmup_epochs)
+    if o.clip_grad_norm is not None and o.clip_grad_norm <= 0:
+        raise bad("optim.clip_grad_norm", "a float > 0 or null", o.clip_grad_norm)
+    if not 0.0 <= a.alpha <= 1.0:
+        raise bad("adversarial.alpha", "a float in [0, 1]", a.alpha)
+    if a.eps < 0 or a.step_size < 0:
+        raise bad("adversarial.eps/step_size", "floats >= 0", (a.eps, a.step_size))
+    if a.steps < 1:
+        raise bad("adversarial.steps", "an int >= 1", a.steps)
+    if a.num_nonkey is not None and not 1 <= a.num_nonkey:
+        raise bad("adversarial.num_nonkey", "null or an int >= 1", a.num_nonkey)
+    if r.log_every < 1:
+        raise bad("runtime.log_every", "an int >= 1", r.log_every)
+    if r.checkpoint_every_steps < 0:
+        raise bad("runtime.checkpoint_every_steps", "an int >= 0", r.checkpoint_every_steps)
+    if r.eval_every < 1:
+        raise bad("runtime.eval_every", "an int >= 1", r.eval_every)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict of builtins (what ``config.yaml`` and checkpoints store)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return plain(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    """YAML text of the fully resolved config (section order kept)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    """Write the fully resolved config to ``path`` (YAML); returns the path."""
+    from videotaf.engine.checkpoint import atomic_write_bytes  # noqa: PLC0415
+
+    path = Path(path)
+    atomic_write_bytes(path, dump_config(cfg).encode())
+    return path

@@ -1,0 +1,264 @@
+"""Checkpoints: atomic writes, full training state, safe (``weights_only``) loading, export.
+
+A training checkpoint is a dict of tensors and primitive containers only, so that it loads with
+``torch.load(weights_only=True)`` (no pickled code runs when a file is opened)::
+
+    format: "videotaf-checkpoint", version: 1
+    model:      state_dict incl. the auxiliary BN (``*.aux_bn.*``) when the model has dual BN
+    dual_bn:    bool
+    optimizer, scheduler, scaler: their state_dicts ({} when absent)
+    rng:        {"python": [...], "numpy": {...}, "torch": ByteTensor, "cuda": [ByteTensor, ...]}
+    epoch:      epochs completed; step: optimizer steps done in total; epoch_step: steps done in ``epoch``
+    best_metric: float | None; config: the resolved config (nested dict)
+
+Writes go to a temporary file in the destination directory, are flushed and fsync'ed, then ``os.replace``-d
+over the destination, and the directory is fsync'ed: a crash leaves either the old or the new file, never a
+half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "videotaf-checkpoint"
+EXPORT_FORMAT = "videotaf-weights"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, corrupt or not a videotaf checkpoint; names the file."""
+
+
+# --------------------------------------------------------------------------------------------------- writing
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically replace ``path`` with ``data``."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+# --------------------------------------------------------------------------------------------------- RNG
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of python, numpy, torch (CPU) and every CUDA device, as tensors and primitives."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": [],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# --------------------------------------------------------------------------------------------------- saving
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DDP / DataParallel wrappers."""
+    while hasattr(model, "module") and isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def _has_dual_bn(model: nn.Module) -> bool:
+    try:
+        from videotaf.bn import has_dual_bn  # noqa: PLC0415
+    except ImportError:
+        return any(".aux_bn." in k or k.startswith("aux_bn.") for k in model.state_dict())
+    return bool(has_dual_bn(model))
+
+
+def training_state(
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    epoch: int = 0,
+    step: int = 0,
+    epoch_step: int = 0,
+    best_metric: float | None = None,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the checkpoint dict described in the module docstring."""
+    model = unwrap(model)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "dual_bn": _has_dual_bn(model),
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "rng": rng_state(),
+        "epoch": int(epoch),
+        "step": int(step),
+        "epoch_step": int(epoch_step),
+        "best_metric": None if best_metric is None else float(best_metric),
+        "config": config or {},
+    }
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Atomically write ``state`` (from :func:`training_state`) to ``path``."""
+    return atomic_torch_save(state, path)
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` naming the file if it is
+    missing, truncated or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({path.stat().st_size} bytes): the file is truncated, corrupt or "
+            f"not a weights-only torch file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(obj).__name__}")
+    return obj
+
+
+def strip_aux_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop every auxiliary-BN entry (``*.aux_bn.*``): the rest loads into the unmodified model."""
+    return {k: v for k, v in state_dict.items() if ".aux_bn." not in f".{k}"}
+
+
+def model_state_from_file(obj: dict[str, Any], path: str | Path = "<checkpoint>") -> dict[str, torch.Tensor]:
+    """The model state_dict inside an engine checkpoint or an exported weights file."""
+    fmt = obj.get("format")
+    if fmt in (FORMAT, EXPORT_FORMAT):
+        return obj["model"]
+    raise CheckpointError(
+        f"{path}: not a videotaf checkpoint (format={fmt!r}); official checkpoints are read by "
+        "videotaf.models.weights.load_pretrained"
+    )
+
+
+def build_model_from_config(cfg_dict: dict[str, Any]) -> nn.Module:
+    """Build the (randomly initialised) model described by the ``model`` section of a config dict."""
+    from videotaf.engine.builders import build_model  # noqa: PLC0415
+
+    return build_model(cfg_dict["model"], load_weights=False)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in ``path`` (a checkpoint or an export) for inference.
+
+    Returns ``(model, cfg_dict)``: the model in eval mode, auxiliary BN stripped, main-path weights loaded
+    strictly; ``cfg_dict`` is the resolved config saved with it.
+    """
+    obj = load_checkpoint(path, map_location=map_location)
+    state = strip_aux_keys(model_state_from_file(obj, path))
+    cfg_dict = obj.get("config") or {}
+    if "model" not in cfg_dict:
+        raise CheckpointError(f"{path}: has no config.model section; cannot rebuild the model")
+    model = build_model_from_config(cfg_dict)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even with strict=False
+        raise CheckpointError(
+            f"{path}: weights do not match model {cfg_dict['model'].get('name')!r}: {str(exc)[:500]}"
+        ) from exc
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match model {cfg_dict['model'].get('name')!r}: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    model.eval()
+    return model, cfg_dict
+
+
+def export(path: str | Path, out: str | Path) -> Path:
+    """Write the main-path weights of checkpoint ``path`` (auxiliary BN dropped) and its config to ``out``.
+
+    The export holds only ``{"format", "version", "model", "config"}`` and loads with ``weights_only=True``
+    and with :func:`load_model`.
+    """
+    obj = load_checkpoint(path)
+    state = strip_aux_keys(model_state_from_file(obj, path))
+    return atomic_torch_save(
+        {"format": EXPORT_FORMAT, "version": VERSION, "model": state, "config": obj.get("config") or {}}, out
+    )

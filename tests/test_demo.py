@@ -1,0 +1,69 @@
+"""`videotaf demo --quick` end to end (the CI smoke test of the README's first Quick-start line)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from videotaf.cli import main
+
+pytest.importorskip("videotaf.data.synth")
+pytest.importorskip("videotaf.models")
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "TSM baseline" in printed and "+ TAF fine-tune" in printed and "long-term" in printed
+
+    results = json.loads((out / "results.json").read_text())
+    rows = results["models"]
+    assert set(rows) == {"TSM baseline", "+ plain fine-tune", "+ TAF fine-tune"}
+    for r in rows.values():
+        for key in ("top1", "top5", "long_term_top1", "train_top1"):
+            assert 0.0 <= r[key] <= 100.0
+        assert r["gap"] == pytest.approx(r["train_top1"] - r["top1"])
+        assert r["top5"] >= r["top1"]
+    assert results["long_term_classes"]
+    assert (out / "data" / "long_term_classes.txt").read_text().split("\n")[0] in results["long_term_classes"]
+
+    # the three runs are ordinary engine runs; both fine-tunes ran the same epochs from the baseline
+    plain = yaml.safe_load((out / "plain" / "config.yaml").read_text())
+    taf = yaml.safe_load((out / "taf" / "config.yaml").read_text())
+    assert plain["optim"] == taf["optim"] and plain["model"]["pretrained"] == taf["model"]["pretrained"]
+    assert taf["adversarial"]["method"] == "taf" and plain["adversarial"]["method"] == "plain"
+    for run in ("baseline", "plain", "taf"):
+        records = (out / run / "metrics.jsonl").read_text().splitlines()
+        assert len(records) == results["size"]["base_epochs" if run == "baseline" else "finetune_epochs"]
+        assert (out / run / "checkpoints" / "last.pt").is_file()
+    taf_metrics = [json.loads(x) for x in (out / "taf" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["train_loss_adv"] is not None for r in taf_metrics)
+
+    try:
+        import videotaf.analysis.figures  # noqa: F401
+    except ImportError:
+        assert results["figures"] == []
+    else:
+        assert results["figures"] and all(
+            (out / "figures").joinpath(p.split("/")[-1]).is_file() for p in results["figures"]
+        )
+
+    # a second run reuses the synthesised data (same settings) and overwrites the runs
+    stamp = (out / "data" / "synth_meta.json").stat().st_mtime_ns
+    from videotaf.demo import QUICK, _ensure_data
+
+    _ensure_data(out / "data", QUICK, 0)
+    assert (out / "data" / "synth_meta.json").stat().st_mtime_ns == stamp
+
+
+def test_format_table_aligns_columns():
+    from videotaf.demo import format_table
+
+    row = {"top1": 50.0, "top5": 90.0, "long_term_top1": None, "train_top1": 75.0, "gap": 25.0}
+    lines = format_table({"a": row, "bb": {**row, "long_term_top1": 12.5}}).splitlines()
+    assert len({len(x) for x in lines}) == 1
+    assert "  50.0" in lines[2] and "-" in lines[2] and "12.5" in lines[3]
