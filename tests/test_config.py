@@ -125,3 +125,16 @@ def test_missing_and_malformed_file(tmp_path):
         load_config(f)
     with pytest.raises(ConfigError, match="expected a mapping"):
         config_from_dict([1])  # type: ignore[arg-type]
+
+
+def test_ta_options_reach_the_attack():
+    from videotaf.config import AdversarialConfig
+    from videotaf.objective import build_objective
+
+    from toy_models import Toy2D
+
+    cfg = AdversarialConfig(method="taf", cam_score="ce", cam_norm="minmax", target_rule="true")
+    attack = build_objective(cfg.method, **cfg.ta_options()).attack_for(Toy2D())
+    assert (attack.score, attack.cam_norm, attack.target_rule, attack.relu) == ("ce", "minmax", "true", False)
+    # Only TA has these options; other methods must not receive them.
+    assert AdversarialConfig(method="ce_adv", cam_score="ce").ta_options() == {}

@@ -83,6 +83,12 @@ class AdversarialConfig:
 
     ``eps`` and ``step_size`` are on the [0, 1] pixel scale (the paper's 64/255 and 32/255); ``steps`` is K;
     ``num_nonkey`` is N, ``null`` meaning all T frames (the paper's setting).
+
+    TA only (``method: taf``; see ``videotaf.cam`` and ``videotaf.attack.TemporalAdversarialAugmentation``):
+    ``cam_score`` the class score whose gradient weights Eq. 2 (``log_prob`` standard Grad-CAM sign, ``ce`` the
+    paper's literal sign, ``logit`` classic Grad-CAM), ``cam_norm`` Eq. 3 (``paper`` or ``minmax``), ``cam_relu``,
+    ``target_rule`` (``paper``: Sec. 3.2's rule; ``true``; ``predicted``), ``second_order`` (differentiate
+    through the Grad-CAM weights).
     """
 
     method: Literal["plain", "ce_adv", "advprop", "taf"] = "plain"
@@ -92,6 +98,23 @@ class AdversarialConfig:
     steps: int = 1
     num_nonkey: int | None = None
     random_start: bool = False
+    cam_score: Literal["log_prob", "ce", "logit"] = "log_prob"
+    cam_norm: Literal["paper", "minmax"] = "paper"
+    cam_relu: bool = False
+    target_rule: Literal["paper", "true", "predicted"] = "paper"
+    second_order: bool = False
+
+    def ta_options(self) -> dict[str, object]:
+        """Keyword options of TA for ``build_objective`` (empty unless the method is ``taf``)."""
+        if self.method != "taf":
+            return {}
+        return dict(
+            score=self.cam_score,
+            cam_norm=self.cam_norm,
+            relu=self.cam_relu,
+            target_rule=self.target_rule,
+            second_order=self.second_order,
+        )
 
 
 # The brief and the paper call the same section the fine-tuning settings.

@@ -266,6 +266,7 @@ def fit(
         steps=ac.steps,
         num_nonkey=ac.num_nonkey,
         random_start=ac.random_start,
+        **ac.ta_options(),
     )
     model = build_model(cfg.model, load_weights=resume_path is None)
     if rt.sync_bn and info.distributed:
