@@ -5,7 +5,9 @@ frame indices) are read twice: once by a plain loop that only decodes the sample
 Pillow (JPEG) and once through the dataset (counting, sampling, decoding, crop/resize, float conversion) and a
 ``DataLoader`` (batching). The ratio dataset/raw shows the overhead of the data layer (target >= 0.9).
 
-    python benchmarks/loader_throughput.py --out loader.json [--synth DIR] [--repeats 3] [--rounds 3] [--workers 0]
+    python benchmarks/loader_throughput.py [--out JSON] [--synth DIR] [--repeats 3] [--rounds 3] [--workers 0]
+
+Writes JSON (default benchmarks/results/loader_throughput.json) and the "loader" section of BENCHMARKS.md.
 
 Not a test: numbers depend on the machine and its load.
 """
@@ -13,8 +15,7 @@ Not a test: numbers depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ from torch.utils.data import ConcatDataset, DataLoader
 from videotaf.data import FileList, SomethingV2
 from videotaf.data.decode import detect_frame_template
 from videotaf.data.synth import synthesize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, header, update_section, write_json  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
 
@@ -92,7 +96,8 @@ def measure(dataset, repeats: int, workers: int, batch: int, rounds: int) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="JSON output path")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "loader_throughput.json"))
+    ap.add_argument("--no-md", action="store_true", help="do not rewrite BENCHMARKS.md")
     ap.add_argument("--synth", help="existing synthetic dataset root (default: generate a small one)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (raw decode is single-process)")
@@ -134,17 +139,19 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = r
         print(f"{name:20s} raw {r['raw_clips_per_s']:8.1f} clips/s  dataset+loader {r['dataset_clips_per_s']:8.1f} "
               f"clips/s  ratio {r['ratio']:.2f}  ({r['clips']} clips x {r['frames_per_clip']} frames)")  # fmt: skip
-    report = {
-        "settings": vars(args) | {"torch_threads": 1},
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "av": av.__version__,
-            "processor": platform.processor() or platform.machine(),
-        },  # fmt: skip
-        "results": results,
-    }
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, {"settings": vars(args) | {"torch_threads": 1, "av": av.__version__}, "results": results})
+    if not args.no_md:
+        lines = [
+            header(),
+            f"Settings: T={args.num_frames}, crop {args.crop}, short side {args.scale}, batch {args.batch}, "
+            f"{args.workers} DataLoader workers, 1 torch thread; best of {args.rounds} alternating rounds.",
+            "",
+            "| source | raw decode (clips/s) | dataset + DataLoader (clips/s) | ratio (goal >= 0.9) |",
+            "|---|---|---|---|",
+        ]
+        for name, r in results.items():
+            lines.append(f"| {name} | {r['raw_clips_per_s']:.1f} | {r['dataset_clips_per_s']:.1f} | {r['ratio']:.2f} |")
+        update_section("loader", "\n".join(lines))
     print(f"wrote {args.out}")
     tmp.cleanup()
     return 0
