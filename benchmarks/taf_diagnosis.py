@@ -30,7 +30,7 @@ VARIANTS = {
     "cam_score=logit (classic Grad-CAM)": ["adversarial.cam_score=logit"],
     "N = T/2 = 4": ["adversarial.num_nonkey=4"],
     "N = T/4 = 2": ["adversarial.num_nonkey=2"],
-    "target_rule=true": ["adversarial.target_rule=true"],
+    "target_rule=true": ["adversarial.target_rule='true'"],
     "cam_norm=minmax": ["adversarial.cam_norm=minmax"],
     "alpha 0.3": ["adversarial.alpha=0.3"],
 }
