@@ -16,7 +16,7 @@ from torch import nn
 
 from videotaf.models.base import BackboneClassifier
 from videotaf.models.layers.tam import TAM
-from videotaf.models.registry import register_model
+from videotaf.models.registry import register_model, with_imagenet
 from videotaf.models.resnet import BASE_CHANNELS, init_conv_bn, resolve_arch, scale_channels
 
 
@@ -176,9 +176,4 @@ def blvnet_tam(
     imagenet_weights: str | None = None,
 ) -> BLVNetTAM:
     """bLVNet-TAM; ``imagenet_weights``: local ImageNet bLResNet checkpoint (TAM and fc keep their init)."""
-    model = BLVNetTAM(num_classes, num_frames, depth, width, dropout, alpha, beta)
-    if imagenet_weights is not None:
-        from videotaf.models.weights import load_imagenet
-
-        load_imagenet(model, imagenet_weights)
-    return model
+    return with_imagenet(BLVNetTAM(num_classes, num_frames, depth, width, dropout, alpha, beta), imagenet_weights)

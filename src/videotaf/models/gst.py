@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from videotaf.models.base import BackboneClassifier
-from videotaf.models.registry import register_model
+from videotaf.models.registry import register_model, with_imagenet
 from videotaf.models.resnet import ResNet3dGST
 
 
@@ -45,12 +45,7 @@ def _gst_factory(beta: int):
         alpha: int = 4,
         imagenet_weights: str | None = None,
     ) -> GST:
-        model = GST(num_classes, num_frames, depth, width, dropout, alpha, beta)
-        if imagenet_weights is not None:
-            from videotaf.models.weights import load_imagenet
-
-            load_imagenet(model, imagenet_weights)
-        return model
+        return with_imagenet(GST(num_classes, num_frames, depth, width, dropout, alpha, beta), imagenet_weights)
 
     factory.__doc__ = (
         f"GST{'-L' if beta == 1 else ''} (alpha=4, beta={beta}); ``imagenet_weights``: local torchvision ResNet "

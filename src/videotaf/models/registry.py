@@ -55,3 +55,13 @@ def build(name: str, num_classes: int, num_frames: int, **options: Any) -> Video
             f"model {name!r} got unknown option(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(accepted)}"
         )
     return factory(num_classes=num_classes, num_frames=num_frames, **options)
+
+
+def with_imagenet(model: VideoClassifier, imagenet_weights: str | None) -> VideoClassifier:
+    """``model`` after loading a local ImageNet checkpoint into its backbone when a path is given (factories)."""
+    if imagenet_weights is not None:
+        # weights.py imports the model modules, which import this registry: import it late.
+        from videotaf.models.weights import load_imagenet  # noqa: PLC0415
+
+        load_imagenet(model, imagenet_weights)
+    return model

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from videotaf.models.base import BackboneClassifier
-from videotaf.models.registry import register_model
+from videotaf.models.registry import register_model, with_imagenet
 from videotaf.models.tsm import shift_backbone
 
 
@@ -149,9 +149,6 @@ def tpn(
     imagenet_weights: str | None = None,
 ) -> TPN:
     """TPN-TSM-ResNet; ``imagenet_weights``: local torchvision ResNet state dict for the backbone."""
-    model = TPN(num_classes, num_frames, depth, width, dropout, shift_div, shift_place, temporal_pool)
-    if imagenet_weights is not None:
-        from videotaf.models.weights import load_imagenet
-
-        load_imagenet(model, imagenet_weights)
-    return model
+    return with_imagenet(
+        TPN(num_classes, num_frames, depth, width, dropout, shift_div, shift_place, temporal_pool), imagenet_weights
+    )

@@ -6,7 +6,7 @@ import torch
 
 from videotaf.models.base import BackboneClassifier
 from videotaf.models.layers.temporal_shift import TemporalShift
-from videotaf.models.registry import register_model
+from videotaf.models.registry import register_model, with_imagenet
 from videotaf.models.resnet import ResNet2d
 
 SHIFT_PLACES = {"blockres": "raw", "inplace": "all"}
@@ -63,9 +63,4 @@ def tsm(
     imagenet_weights: str | None = None,
 ) -> TSM:
     """TSM-ResNet (8 or 16 frames in the paper); ``imagenet_weights``: local torchvision ResNet state dict."""
-    model = TSM(num_classes, num_frames, depth, width, dropout, shift_div, shift_place)
-    if imagenet_weights is not None:
-        from videotaf.models.weights import load_imagenet
-
-        load_imagenet(model, imagenet_weights)
-    return model
+    return with_imagenet(TSM(num_classes, num_frames, depth, width, dropout, shift_div, shift_place), imagenet_weights)
