@@ -13,6 +13,7 @@ for backward during a step (activation memory, parameters excluded).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -94,6 +95,49 @@ def activation_memory_mb(model, objective, opt, clips, labels, amp: bool, device
     return sum(seen.values()) / 2**20
 
 
+def pass_costs(device: torch.device, px: int, reps: int) -> dict[str, float]:
+    """Seconds of one forward, a full backward and an input-only backward (TA's attack pass) of TSM-R50, 8 frames
+    at ``px`` pixels, batch 2: the kernel costs behind the pass-count floors (which assume backward = 2 forwards)."""
+    from videotaf.attack import TemporalAdversarialAugmentation  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = build("tsm", 10, 8, depth=50).to(device).train()
+    clips = torch.rand(2, 8, 3, px, px, device=device)
+    labels = torch.tensor([1, 2], device=device)
+    ta = TemporalAdversarialAugmentation(model)
+
+    def forward() -> None:
+        model(clips.clone().requires_grad_(True))
+
+    def full_step() -> None:
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(clips), labels).backward()
+
+    def attack_pass() -> None:
+        x = clips.clone().requires_grad_(True)
+        logits, feats = ta.forward_with_features(model, x)
+        ta.input_gradient(x, logits, feats, labels, labels)
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(reps):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    f, full, att = best(forward), best(full_step), best(attack_pass)
+    bwd, inp = (full - f) / f, (att - f) / f
+    # TAF at K = 1: clean forward + input backward + two full backwards + adversarial forward, over a plain step.
+    floor = (1 + inp + 2 * bwd + 1) / (1 + bwd)
+    return {"forward_s": f, "backward_over_forward": bwd, "input_backward_over_forward": inp, "taf_k1_floor": floor}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS))
@@ -107,7 +151,22 @@ def main() -> None:
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step_cost.json"))
     p.add_argument("--no-md", action="store_true", help="do not rewrite BENCHMARKS.md")
+    p.add_argument("--pass-costs", type=int, metavar="PX", help="only measure forward/backward kernel costs at PX")
     args = p.parse_args()
+    if args.pass_costs:
+        res = pass_costs(torch.device(args.device), args.pass_costs, args.reps or 3)
+        print(json.dumps(res, indent=2))
+        write_json(args.out.replace(".json", "_passes.json"), {"pixels": args.pass_costs, **res})
+        if not args.no_md:
+            update_section(
+                "pass_costs",
+                f"{header()}\nTSM-R50, 8 frames at {args.pass_costs} px, batch 2, best of {args.reps or 3}: forward "
+                f"{res['forward_s']:.3f} s; a full backward costs {res['backward_over_forward']:.2f} forwards and TA's "
+                f"input-only backward {res['input_backward_over_forward']:.2f}. With these kernel costs the fused TAF "
+                f"step at K = 1 cannot go below **{res['taf_k1_floor']:.2f}x** a plain step (the 7/3 floor assumes a "
+                "backward costs two forwards).",
+            )
+        return
     models = args.models or (["tsm_small"] if args.quick else ["tsm_small", "tsm_r50_224"])
     reps = args.reps or (3 if args.quick else 10)
     device = torch.device(args.device)
