@@ -31,6 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from videotaf.bn import has_dual_bn
+from videotaf.cam import unwrap
+
 FORMAT = "videotaf-checkpoint"
 EXPORT_FORMAT = "videotaf-weights"
 VERSION = 1
@@ -128,21 +131,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------------- saving
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DDP / DataParallel wrappers."""
-    while hasattr(model, "module") and isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
-
-
-def _has_dual_bn(model: nn.Module) -> bool:
-    try:
-        from videotaf.bn import has_dual_bn  # noqa: PLC0415
-    except ImportError:
-        return any(".aux_bn." in k or k.startswith("aux_bn.") for k in model.state_dict())
-    return bool(has_dual_bn(model))
-
-
 def training_state(
     model: nn.Module,
     *,
@@ -161,7 +149,7 @@ def training_state(
         "format": FORMAT,
         "version": VERSION,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "dual_bn": _has_dual_bn(model),
+        "dual_bn": has_dual_bn(model),
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "scaler": scaler.state_dict() if scaler is not None else {},

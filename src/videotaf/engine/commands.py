@@ -131,9 +131,6 @@ def _train_config(args: argparse.Namespace, fallback: Path | None = None):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``videotaf train``: baseline training (``adversarial.method`` from the config, normally plain)."""
-    from videotaf.engine.checkpoint import CheckpointError  # noqa: PLC0415
-    from videotaf.engine.train import TrainingInterrupted, fit  # noqa: PLC0415
-
     fallback = args.out / "config.yaml" if (args.resume and args.out is not None) else None
     if args.config is None and fallback is None:
         return _fail("--config is required (or --resume with --out RUN holding RUN/config.yaml)")
@@ -141,9 +138,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = _train_config(args, fallback)
     except ConfigError as exc:
         return _fail(str(exc))
-    subset = _subset(args.subset_classes, cfg)
+    return _run_fit(cfg, args)
+
+
+def _run_fit(cfg, args: argparse.Namespace) -> int:
+    """``fit`` for ``train`` and ``finetune``: exit 143 after a SIGTERM (last.pt saved), 2 on a bad checkpoint."""
+    from videotaf.engine.checkpoint import CheckpointError  # noqa: PLC0415
+    from videotaf.engine.train import TrainingInterrupted, fit  # noqa: PLC0415
+
     try:
-        fit(cfg, resume=args.resume, subset_classes=subset)
+        fit(cfg, resume=args.resume, subset_classes=_subset(args.subset_classes, cfg))
     except TrainingInterrupted as exc:
         print(str(exc), file=sys.stderr)
         return 143
@@ -200,7 +204,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """``videotaf finetune``: plain / ce_adv / advprop / taf fine-tuning from ``--checkpoint``."""
     from videotaf.config import apply_overrides  # noqa: PLC0415
     from videotaf.engine.checkpoint import CheckpointError, load_checkpoint  # noqa: PLC0415
-    from videotaf.engine.train import TrainingInterrupted, fit  # noqa: PLC0415
 
     if not args.checkpoint.is_file():
         return _fail(f"--checkpoint: file not found: {args.checkpoint}")
@@ -226,15 +229,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             return _fail(f"--out {args.out} contains the starting checkpoint {args.checkpoint}; choose another")
         cfg.runtime.output_dir = f"{cfg.runtime.output_dir.rstrip('/')}_{args.method}"
         print(f"fine-tuning run directory: {cfg.runtime.output_dir}", file=sys.stderr)
-    subset = _subset(args.subset_classes, cfg)
-    try:
-        fit(cfg, resume=args.resume, subset_classes=subset)
-    except TrainingInterrupted as exc:
-        print(str(exc), file=sys.stderr)
-        return 143
-    except CheckpointError as exc:
-        return _fail(str(exc))
-    return 0
+    return _run_fit(cfg, args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
