@@ -35,7 +35,7 @@ from torch import nn
 
 from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation, _ProjectedGradientAscent
 from videotaf.bn import adversarial_path
-from videotaf.cam import FeatureTap, cam_layer_of, unwrap
+from videotaf.cam import unwrap
 
 METHODS = ("plain", "ce_adv", "advprop", "taf")
 
@@ -138,10 +138,8 @@ class Objective:
         x0 = clips.detach()
         if self.fused and not attack.random_start:
             x = x0.clone().requires_grad_(True)
-            tap = FeatureTap()
-            with tap.attached(cam_layer_of(model)) if attack.uses_features else nullcontext():
-                logits = model(x)
-            features = tap.pop() if attack.uses_features else None
+            # Through ``model`` itself (DDP included): this forward is also the clean path of the loss.
+            logits, features = attack.forward_with_features(model, x)
             loss_clean, aux = model_loss(model, logits, labels)
             targets = attack.targets(logits.detach(), labels)
             grad = attack.input_gradient(x, logits, features, labels, targets, retain_graph=True)
