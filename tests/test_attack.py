@@ -157,3 +157,51 @@ def test_num_nonkey_limits_the_loss_to_the_weakest_frames():
     l_one = one.loss(logits, feats, labels, labels)
     assert l_one < l_full  # the weakest frame is below the mean of all frames
     assert torch.equal(huge.loss(logits, feats, labels, labels), l_full)
+
+
+def _small_head_model() -> Toy2D:
+    # A classifier head of trained-network scale: the gradients the attack needs are then far below float16's
+    # smallest normal number (6e-5) once spread over frames and pixels, as in a real network at 224 px.
+    torch.manual_seed(0)
+    model = Toy2D(num_classes=5, num_frames=4, width=8).train()
+    with torch.no_grad():
+        model.fc.weight.mul_(1e-3)
+    return model
+
+
+@pytest.mark.parametrize("attack_cls", [TemporalAdversarialAugmentation, CrossEntropyAugmentation])
+def test_attack_under_float16_autocast_matches_float32(attack_cls):
+    model = _small_head_model()
+    clips, labels = torch.rand(2, 4, 3, 32, 32), torch.tensor([1, 3])
+    ref = attack_cls(model, generator=torch.Generator().manual_seed(0))(clips, labels) - clips
+    attack = attack_cls(model, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.float16):
+        half = attack(clips, labels) - clips
+    assert (ref != 0).float().mean() == 1.0
+    # Unscaled, TA's float16 gradient is exactly zero here and the clip comes back unchanged.
+    assert (half != 0).float().mean() > 0.99
+    assert (half.sign() == ref.sign()).float().mean() > 0.99
+
+
+def test_attack_scale_backs_off_on_overflow_and_grows_back():
+    model = _small_head_model()
+    clips, labels = torch.rand(2, 4, 3, 32, 32), torch.tensor([1, 3])
+    ref = TemporalAdversarialAugmentation(model, generator=torch.Generator().manual_seed(0))(clips, labels) - clips
+    attack = TemporalAdversarialAugmentation(model, generator=torch.Generator().manual_seed(0))
+    attack.scale = 2.0**60  # overflows float16 in the backward
+    with torch.autocast("cpu", dtype=torch.float16):
+        adv = attack(clips, labels)
+    assert torch.isfinite(adv).all()
+    assert attack.scale < 2.0**60
+    assert ((adv - clips).sign() == ref.sign()).float().mean() > 0.99
+    attack.growth_interval = 3  # the successful step above was the first clean one
+    before = attack.scale
+    with torch.autocast("cpu", dtype=torch.float16):
+        attack(clips, labels)
+        assert attack.scale == before
+        attack(clips, labels)
+    assert attack.scale == 2 * before
+    # float32 never touches the scale.
+    attack(clips, labels)
+    attack(clips, labels)
+    assert attack.scale == 2 * before

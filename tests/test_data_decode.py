@@ -95,3 +95,41 @@ def test_dataset_items_from_real_fixtures(real_fixtures: Path, tmp_path: Path):
     a, _ = videos[0]
     b, _ = videos[1]
     assert (a[0] - b[0]).abs().mean() < 0.08
+
+
+@pytest.mark.parametrize(
+    "need,expected_hw", [(64, (120, 160)), (31, (60, 80)), (30, (30, 40)), (20, (30, 40)), (121, (240, 320))]
+)
+def test_jpeg_draft_picks_the_smallest_dct_scale_that_covers_the_need(real_fixtures: Path, need, expected_hw):
+    # 320x240 frames: scales 1/2, 1/4, 1/8 give short sides 120, 60, 30; the chosen one is the smallest >= need
+    # (and there is none below full size when need > 120).
+    frames = load_jpeg_frames(real_fixtures / "frames_a", [1, 2], "img_{:05d}.jpg", min_short_side=need)
+    assert frames.shape == (2, *expected_hw, 3) and frames.dtype == np.uint8
+
+
+def test_jpeg_draft_matches_an_area_downscale_of_the_full_frame(real_fixtures: Path):
+    full = load_jpeg_frames(real_fixtures / "frames_a", [3], "img_{:05d}.jpg")[0].astype(np.float64)
+    half = load_jpeg_frames(real_fixtures / "frames_a", [3], "img_{:05d}.jpg", min_short_side=64)[0].astype(np.float64)
+    # Averaging 2x2 blocks of the full decode is what a 1/2 DCT scale approximates; a wrong scale, a flipped or
+    # shifted frame or a colour-space slip would be tens of grey levels off.
+    area = full.reshape(120, 2, 160, 2, 3).mean(axis=(1, 3))
+    assert np.abs(area - half).mean() < 3.0
+    assert np.abs(area - np.roll(half, 4, axis=1)).mean() > 3 * np.abs(area - half).mean()
+
+
+def test_dataset_decodes_jpegs_no_smaller_than_its_crop_needs(real_fixtures: Path, tmp_path: Path):
+    (tmp_path / "frames_a").symlink_to(real_fixtures / "frames_a")
+    (tmp_path / "frames.txt").write_text("frames_a 10 1\n")
+    test = FileList(tmp_path, "frames.txt", num_frames=4, crop_size=56, scale_size=64)
+    train = FileList(tmp_path, "frames.txt", num_frames=4, crop_size=56, train=True, seed=0)
+    assert test.decode_short_side() == 64
+    assert train.decode_short_side() == 85  # smallest multi-scale crop is 0.66 of the short side: ceil(56 / 0.66)
+    assert test.read_frames(0, [0, 1]).shape == (2, 120, 160, 3)  # 240 >= 2 * 64: half scale
+    assert train.read_frames(0, [0, 1]).shape == (2, 120, 160, 3)  # 120 >= 85 still
+    big_crop = FileList(tmp_path, "frames.txt", num_frames=4, crop_size=100, train=True, seed=0)
+    assert big_crop.read_frames(0, [0]).shape == (1, 240, 320, 3)  # needs 152: 240 < 2 * 152, full size
+    exact = FileList(tmp_path, "frames.txt", num_frames=4, crop_size=56, scale_size=64, jpeg_draft=False)
+    assert exact.read_frames(0, [0]).shape == (1, 240, 320, 3)
+    a, b = test[0][0], exact[0][0]
+    assert a.shape == b.shape == (4, 3, 56, 56)
+    assert (a - b).abs().mean() < 0.02  # same view, different decode path

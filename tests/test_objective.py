@@ -143,3 +143,23 @@ def test_taf_training_reduces_loss_on_a_fixed_batch():
         losses.append(objective.step(model, clips, labels).loss.item())
         opt.step()
     assert losses[-1] < 0.1 * losses[0]
+
+
+def test_fused_taf_step_under_float16_autocast_perturbs_like_float32():
+    # The engine runs the step under float16 autocast on CUDA; the fused attack must not lose its gradient there.
+    torch.manual_seed(0)
+    model = Toy2D(num_classes=5, num_frames=4, width=8).train()
+    with torch.no_grad():
+        model.fc.weight.mul_(1e-3)  # trained-network scale: unscaled float16 gradients underflow to zero
+    convert_dual_bn(model)
+    clips, labels = torch.rand(2, 4, 3, 32, 32), torch.tensor([1, 3])
+    out = {}
+    for name, enabled in (("fp32", False), ("fp16", True)):
+        objective = build_objective("taf", generator=torch.Generator().manual_seed(0))
+        m = copy.deepcopy(model)
+        with torch.autocast("cpu", dtype=torch.float16, enabled=enabled):
+            out[name] = objective.step(m, clips, labels)
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters() if p.requires_grad)
+    delta32, delta16 = out["fp32"].adv_clips - clips, out["fp16"].adv_clips - clips
+    assert (delta16 != 0).float().mean() > 0.99
+    assert (delta16.sign() == delta32.sign()).float().mean() > 0.99

@@ -8,6 +8,13 @@ Called on their own, the attacks leave the model exactly as they found it: they 
 training mode the CAMs come from batch statistics, as the trainer sees them), take gradients with
 ``torch.autograd.grad`` with respect to the input only (no parameter ``.grad`` moves) and restore every
 BatchNorm buffer afterwards. Forward passes go through the unwrapped module, so a DDP wrapper never sees them.
+
+Mixed precision. Under float16 autocast (the engine's CUDA AMP) the attack's gradients would underflow: TA's
+loss is a mean over frames and pixels, so its gradient at each input pixel is tiny, and without scaling most
+of it rounds to zero and sign() leaves those pixels unperturbed. Like ``torch.amp.GradScaler`` for the training
+loss, every attack keeps a dynamic scale for its own backward passes (only the sign of the input gradient is
+used, so the scale changes nothing else): it starts at 2**16, halves and recomputes when a gradient overflows,
+and doubles after 2000 clean steps. In float32 and bfloat16 the scale is 1.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from videotaf.cam import (
     cam_layer_of,
     cam_loss,
     cams_from_forward,
+    float16_autocast,
     normalize_cams,
     unwrap,
 )
@@ -61,6 +69,9 @@ class _ProjectedGradientAscent:
     """L_inf PGD on clips in [0, 1]; subclasses define the loss to climb."""
 
     uses_features = False
+    # Dynamic loss scale for float16 autocast (see the module docstring).
+    initial_scale = 2.0**16
+    growth_interval = 2000
 
     def __init__(
         self,
@@ -81,6 +92,8 @@ class _ProjectedGradientAscent:
         self.steps = int(steps)
         self.random_start = bool(random_start)
         self.generator = generator
+        self.scale = self.initial_scale
+        self._clean_steps = 0
 
     # -- pieces shared with the fused TAF step (videotaf.objective) ---------------------------------------------
     def targets(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -88,8 +101,14 @@ class _ProjectedGradientAscent:
         return labels
 
     def loss(
-        self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor, targets: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        features: torch.Tensor | None,
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+        grad_scale: float = 1.0,
     ) -> torch.Tensor:
+        """The scalar the attack climbs; ``grad_scale`` scales any backward pass the loss itself needs."""
         raise NotImplementedError
 
     def project(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
@@ -125,9 +144,29 @@ class _ProjectedGradientAscent:
         targets: torch.Tensor,
         retain_graph: bool = False,
     ) -> torch.Tensor:
-        """d loss / d x through an existing forward pass (``x`` must require grad)."""
-        loss = self.loss(logits, features, labels, targets)
-        (grad,) = torch.autograd.grad(loss, x, retain_graph=retain_graph)
+        """d loss / d x through an existing forward pass (``x`` must require grad), up to a positive factor.
+
+        Under float16 autocast the backward runs on ``loss * self.scale``; an overflow halves the scale and
+        recomputes (the graph is kept for that), so the result is finite and its sign is the loss gradient's.
+        """
+        if not float16_autocast(x.device):
+            loss = self.loss(logits, features, labels, targets)
+            (grad,) = torch.autograd.grad(loss, x, retain_graph=retain_graph)
+            return grad
+        while True:
+            loss = self.loss(logits, features, labels, targets, grad_scale=self.scale)
+            (grad,) = torch.autograd.grad(loss * self.scale, x, retain_graph=True)
+            if bool(torch.isfinite(grad).all()):
+                break
+            if self.scale <= 1.0:
+                # Overflow even unscaled: step only where the gradient is finite.
+                return torch.nan_to_num(grad, nan=0.0)
+            self.scale /= 2.0
+            self._clean_steps = 0
+        self._clean_steps += 1
+        if self._clean_steps >= self.growth_interval:
+            self.scale *= 2.0
+            self._clean_steps = 0
         return grad
 
     def continue_from(
@@ -223,11 +262,16 @@ class TemporalAdversarialAugmentation(_ProjectedGradientAscent):
         return select_targets(logits, labels, self.generator)
 
     def loss(
-        self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor, targets: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        features: torch.Tensor | None,
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+        grad_scale: float = 1.0,
     ) -> torch.Tensor:
         """L_C, Eq. (5), of the CAMs (Eq. 2-3) for ``targets``."""
         assert features is not None
-        cams = cams_from_forward(logits, features, targets, self.score, self.relu, self.second_order)
+        cams = cams_from_forward(logits, features, targets, self.score, self.relu, self.second_order, grad_scale)
         cams_norm = normalize_cams(cams, self.cam_norm)
         frames = cams_norm.shape[1]
         return cam_loss(cams_norm, frames if self.num_nonkey is None else min(self.num_nonkey, frames))
@@ -252,6 +296,12 @@ class CrossEntropyAugmentation(_ProjectedGradientAscent):
         super().__init__(model, eps, step_size, steps, random_start, generator)
 
     def loss(
-        self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor, targets: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        features: torch.Tensor | None,
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+        grad_scale: float = 1.0,
     ) -> torch.Tensor:
+        """Eq. (1): the summed cross-entropy of the true labels (a sum, so the gradient does not shrink with B)."""
         return F.cross_entropy(logits.float(), labels, reduction="sum")

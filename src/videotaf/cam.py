@@ -218,6 +218,7 @@ def cams_from_forward(
     score: Score = "log_prob",
     relu: bool = False,
     second_order: bool = False,
+    grad_scale: float = 1.0,
 ) -> torch.Tensor:
     """Eq. (2) from one forward pass -> ``(B, T', h, w)``.
 
@@ -226,15 +227,26 @@ def cams_from_forward(
         layer_output: the CAM layer's output of the same pass, as captured (``(B*T', C, h, w)`` or
             ``(B, C, T', h, w)``), still in the graph.
         targets: ``(B,)`` labels whose score weights the maps.
+        grad_scale: multiplies the score before its backward and divides the gradient after it (in float32).
+            Under float16 autocast the gradient at the CAM layer is the score's gradient spread over every
+            frame and pixel, often below float16's smallest normal number; scaling keeps it representable.
 
     The gradient of the target score with respect to the features is one backward through the head only; the
     graph is retained for the later backward passes of the attack and the training loss.
     """
     (grads,) = torch.autograd.grad(
-        target_score(logits, targets, score), layer_output, retain_graph=True, create_graph=second_order
+        target_score(logits, targets, score) * grad_scale, layer_output, retain_graph=True, create_graph=second_order
     )
+    if grad_scale != 1.0:
+        grads = grads.float() / grad_scale
     b = logits.shape[0]
     return frame_cams(frame_maps(layer_output, b), frame_maps(grads, b), relu=relu)
+
+
+def float16_autocast(device: torch.device) -> bool:
+    """Whether float16 autocast is on for ``device``'s type (its gradients can underflow without scaling)."""
+    kind = device.type
+    return torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16
 
 
 @dataclass
@@ -278,7 +290,9 @@ def temporal_gradcam(
         logits = model(clips)
         if targets is None:
             targets = logits.argmax(dim=1)
-        cams = cams_from_forward(logits, tap.pop(), targets, score=score, relu=relu)
-    cams = cams.detach()
+        # The score's gradient is scaled away from float16's underflow when autocast runs in float16.
+        scale = 2.0**16 if float16_autocast(clips.device) else 1.0
+        cams = cams_from_forward(logits, tap.pop(), targets, score=score, relu=relu, grad_scale=scale)
+    cams = cams.detach().float()
     cams_norm = normalize_cams(cams, mode=norm)
     return CamResult(cams, cams_norm, frame_attention(cams_norm), logits.detach(), targets)

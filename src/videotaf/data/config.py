@@ -26,7 +26,8 @@ class DataConfig:
     test_clips (clips per validation video; items become (test_clips*T, 3, H, W)), scales / max_distort
     (multi-scale crop), shared_offset (bLVNet sampling), bad_input ("raise" | "skip"), seed (None: DataLoader
     worker RNG; int: per-(epoch, index) generators), num_workers / pin_memory for the DataLoader the engine
-    builds, options: extra dataset keywords (e.g. file name overrides such as ``annotation_file``).
+    builds, jpeg_draft (decode large JPEG frames at a reduced DCT scale that still covers the crop; False decodes
+    every frame at full size), options: extra dataset keywords (e.g. file name overrides such as ``annotation_file``).
     """
 
     kind: Literal["somethingv1", "somethingv2", "diving48", "filelist"] = "somethingv2"
@@ -49,6 +50,7 @@ class DataConfig:
     seed: int | None = None
     num_workers: int = 4
     pin_memory: bool = False
+    jpeg_draft: bool = True
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,6 +91,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> VideoDataset:
         scales=tuple(cfg.scales),
         max_distort=cfg.max_distort,
         shared_offset=cfg.shared_offset,
+        jpeg_draft=cfg.jpeg_draft,
     )
     common.update(cfg.options)
     if cfg.kind == "somethingv1":

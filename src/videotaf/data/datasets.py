@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import multiprocessing.context
 import os
@@ -170,7 +171,8 @@ class VideoDataset(Dataset):
       bad_input ("raise" or "skip"); seed (None: global torch RNG, seeded per worker by the DataLoader; an int:
       every item draws from a generator seeded by (seed, epoch, index), see :meth:`set_epoch`);
       scales / max_distort (multi-scale crop); shared_offset (one random offset for all segments, bLVNet);
-      max_skip_tries (consecutive substitutes before giving up, 20).
+      max_skip_tries (consecutive substitutes before giving up, 20); jpeg_draft (True: decode JPEG frames at least
+      twice the size the crop needs at a reduced DCT scale, several times faster; see :meth:`decode_short_side`).
     """
 
     def __init__(
@@ -189,6 +191,7 @@ class VideoDataset(Dataset):
         max_distort: int = 1,
         shared_offset: bool = False,
         max_skip_tries: int = 20,
+        jpeg_draft: bool = True,
     ) -> None:
         if bad_input not in ("raise", "skip"):
             raise ValueError(f"bad_input must be 'raise' or 'skip', got {bad_input!r}")
@@ -211,6 +214,7 @@ class VideoDataset(Dataset):
         self.max_distort = int(max_distort)
         self.shared_offset = bool(shared_offset)
         self.max_skip_tries = int(max_skip_tries)
+        self.jpeg_draft = bool(jpeg_draft)
         self.frame_template: str | None = None
         self.classes: list[str] = []
         self.samples: list[Sample] = []
@@ -333,7 +337,18 @@ class VideoDataset(Dataset):
         s = self.samples[index]
         if s.is_video:
             return decode_video_frames(s.path, [s.start + i for i in indices])
-        return load_jpeg_frames(s.path, [s.start + i for i in indices], self._template(s))
+        need = self.decode_short_side() if self.jpeg_draft else None
+        return load_jpeg_frames(s.path, [s.start + i for i in indices], self._template(s), min_short_side=need)
+
+    def decode_short_side(self) -> int:
+        """The smallest frame short side from which the crop is still a downscale, never an upscale.
+
+        Test: the centre window is ``crop_size / scale_size`` of the short side, so ``scale_size``. Train: the
+        smallest multi-scale crop is ``min(scales)`` of the short side, so ``ceil(crop_size / min(scales))``.
+        """
+        if self.train:
+            return max(self.crop_size, math.ceil(self.crop_size / min(self.scales)))
+        return max(self.crop_size, self.scale_size)
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
         """Load item ``index`` without the skip policy (raises :class:`BadSampleError`)."""

@@ -209,8 +209,15 @@ def folder_frame_count(folder: str | os.PathLike, template: str) -> int:
     return count
 
 
-def load_jpeg_frames(folder: str | os.PathLike, numbers: Sequence[int], template: str) -> np.ndarray:
+def load_jpeg_frames(
+    folder: str | os.PathLike, numbers: Sequence[int], template: str, *, min_short_side: int | None = None
+) -> np.ndarray:
     """Open only the frame files ``template.format(n)`` for n in ``numbers`` (file numbers, repeats allowed).
+
+    ``min_short_side``: the smallest short side the caller needs. A JPEG at least twice that size is decoded at a
+    reduced DCT scale (1/2, 1/4 or 1/8, the largest that keeps the short side >= ``min_short_side``; Pillow's
+    draft mode): libjpeg then skips most of the inverse DCT, which makes decoding several times faster, and the
+    caller's antialiased resize would have discarded that detail anyway. None decodes at full size.
 
     Returns uint8 ``(len(numbers), H, W, 3)`` RGB. Raises ``BadSampleError`` naming the missing folder/file,
     an unreadable image, or frames of different sizes.
@@ -226,6 +233,8 @@ def load_jpeg_frames(folder: str | os.PathLike, numbers: Sequence[int], template
             file = folder / template.format(n)
             try:
                 with Image.open(file) as img:
+                    if min_short_side is not None:
+                        _draft(img, min_short_side)
                     # asarray of an RGB image reads the pixels directly; convert() would copy them once more.
                     cache[n] = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
             except FileNotFoundError as err:
@@ -237,3 +246,14 @@ def load_jpeg_frames(folder: str | os.PathLike, numbers: Sequence[int], template
     if len(shapes) > 1:
         raise BadSampleError(f"{folder}: frames have different sizes {sorted(shapes)}")
     return np.stack(out)
+
+
+def _draft(img: Image.Image, min_short_side: int) -> None:
+    """Ask libjpeg for the smallest DCT scale whose short side is still >= ``min_short_side`` (no-op otherwise)."""
+    w, h = img.size
+    short = min(w, h)
+    if img.format != "JPEG" or short < 2 * min_short_side:
+        return
+    # draft() keeps every side >= the requested size, so asking for the frame scaled to the needed short side
+    # (rounded up) picks exactly the scale we want.
+    img.draft(None, (-(-w * min_short_side // short), -(-h * min_short_side // short)))
