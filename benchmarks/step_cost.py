@@ -5,6 +5,10 @@ step time of each schedule, its ratio to the plain step, and the pass-count floo
 (7/3 at K = 1, 11/3 at K = 3; see ``videotaf.objective``). Memory: the GPU's peak allocation during a step, or on the CPU the storages autograd saves
 for backward during a step (activation memory, parameters excluded).
 
+On the CPU each model is measured twice, each time in a fresh process: with glibc's default allocator, which
+unmaps every freed block above 32 MiB so that the next step faults its activations in again, and with freed
+memory kept for reuse (``videotaf.engine.allocator.keep_freed_memory``, what ``videotaf train`` does on the CPU).
+
     python benchmarks/step_cost.py                 # small TSM and TSM-R50 on the CPU, updates BENCHMARKS.md
     python benchmarks/step_cost.py --quick         # a smoke run
     python benchmarks/step_cost.py --device cuda --amp --models tsm_r50_224 --batch 8
@@ -15,14 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from _common import ROOT, header, update_section, write_json  # noqa: E402
 from videotaf.bn import convert_dual_bn  # noqa: E402
+from videotaf.engine.allocator import keep_freed_memory  # noqa: E402
 from videotaf.models import build  # noqa: E402
 from videotaf.objective import build_objective  # noqa: E402
 
@@ -152,7 +160,18 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step_cost.json"))
     p.add_argument("--no-md", action="store_true", help="do not rewrite BENCHMARKS.md")
     p.add_argument("--pass-costs", type=int, metavar="PX", help="only measure forward/backward kernel costs at PX")
+    p.add_argument(
+        "--cpu-memory",
+        choices=["both", "keep", "default"],
+        default="both",
+        help="CPU allocator: keep freed memory (videotaf.engine.allocator), glibc's default, or both in turn",
+    )
     args = p.parse_args()
+    if args.device == "cpu" and args.cpu_memory == "both" and not args.pass_costs:
+        measure_both_allocators(args)
+        return
+    if args.device == "cpu" and args.cpu_memory == "keep":
+        keep_freed_memory()
     if args.pass_costs:
         res = pass_costs(torch.device(args.device), args.pass_costs, args.reps or 3)
         print(json.dumps(res, indent=2))
@@ -203,24 +222,48 @@ def main() -> None:
                 f"  {s:13s} {r['median_s']:.3f} s  x{r['ratio_to_plain']:.2f}  (floor x{r['pass_floor']:.2f}){mem_txt}"
             )
 
-    write_json(args.out, {"device": args.device, "amp": args.amp, "reps": reps, "results": results})
-    if args.no_md:
-        return
+    memory = args.cpu_memory if device.type == "cpu" else "cuda caching"
+    payload = {"device": args.device, "amp": args.amp, "reps": reps, "cpu_memory": memory, "results": results}
+    write_json(args.out, payload)
+    if not args.no_md:
+        section = "step_cost_gpu" if device.type == "cuda" else "step_cost_cpu"
+        update_section(section, table([payload]))
+
+
+def table(payloads: list[dict]) -> str:
+    """The BENCHMARKS.md section: one row per (allocator, model, schedule)."""
     lines = [
         header(),
-        "| model | frames x px x batch | schedule | median step | x plain | pass floor | step memory | x plain mem |",
-        "|---|---|---|---|---|---|---|---|",
+        "| allocator | model | frames x px x batch | schedule | median step | x plain | pass floor | step memory "
+        "| x plain mem |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for model_name, res in results.items():
-        for s, r in res["rows"].items():
-            mem = f"{r['peak_mb']:.0f} MB" if "peak_mb" in r else "-"
-            memr = f"{r['memory_ratio']:.2f}" if r.get("memory_ratio") else "-"
-            lines.append(
-                f"| {model_name} | {res['frames']} x {res['pixels']} x {res['batch']} | {s} | {r['median_s']:.3f} s "
-                f"| {r['ratio_to_plain']:.2f} | {r['pass_floor']:.2f} | {mem} | {memr} |"
-            )
-    section = "step_cost_gpu" if device.type == "cuda" else "step_cost_cpu"
-    update_section(section, "\n".join(lines))
+    for payload in payloads:
+        for model_name, res in payload["results"].items():
+            for s, r in res["rows"].items():
+                mem = f"{r['peak_mb']:.0f} MB" if "peak_mb" in r else "-"
+                memr = f"{r['memory_ratio']:.2f}" if r.get("memory_ratio") else "-"
+                lines.append(
+                    f"| {payload['cpu_memory']} | {model_name} | {res['frames']} x {res['pixels']} x {res['batch']} "
+                    f"| {s} | {r['median_s']:.3f} s | {r['ratio_to_plain']:.2f} | {r['pass_floor']:.2f} | {mem} "
+                    f"| {memr} |"
+                )
+    return "\n".join(lines)
+
+
+def measure_both_allocators(args: argparse.Namespace) -> None:
+    """Run this script once per CPU allocator setting, each in a fresh process (mallopt is process-wide)."""
+    payloads = []
+    forwarded = sys.argv[1:]  # argparse keeps the last --cpu-memory / --out given, so the ones added below win
+    with tempfile.TemporaryDirectory() as tmp:
+        for memory in ("default", "keep"):
+            out = Path(tmp) / f"{memory}.json"
+            cmd = [sys.executable, __file__, *forwarded, "--cpu-memory", memory, "--no-md", "--out", str(out)]
+            subprocess.run(cmd, check=True)
+            payloads.append(json.loads(out.read_text()))
+    write_json(args.out, {"runs": payloads})
+    if not args.no_md:
+        update_section("step_cost_cpu", table(payloads))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from videotaf.config import Config, config_to_dict, save_config
 from videotaf.engine import checkpoint as ckpt_mod
+from videotaf.engine.allocator import keep_freed_memory
 from videotaf.engine.builders import apply_channels_last, build_datasets, build_model, skipped_count
 from videotaf.engine.distributed import (
     DistInfo,
@@ -213,6 +214,8 @@ def fit(
     device = info.device
     # Mixed precision (fp16 autocast + GradScaler) is a CUDA feature here; on the CPU runs stay in float32.
     amp = rt.amp and device.type == "cuda"
+    if device.type == "cpu" and rt.keep_cpu_memory:
+        keep_freed_memory()
     run_dir = Path(rt.output_dir)
     ckpt_dir = run_dir / "checkpoints"
     seed_everything(rt.seed + info.rank, rt.deterministic)
