@@ -170,7 +170,7 @@ def main() -> None:
     if args.device == "cpu" and args.cpu_memory == "both" and not args.pass_costs:
         measure_both_allocators(args)
         return
-    if args.device == "cpu" and args.cpu_memory == "keep":
+    if args.device == "cpu" and args.cpu_memory != "default":  # --pass-costs: one process, memory kept
         keep_freed_memory()
     if args.pass_costs:
         res = pass_costs(torch.device(args.device), args.pass_costs, args.reps or 3)
@@ -179,7 +179,8 @@ def main() -> None:
         if not args.no_md:
             update_section(
                 "pass_costs",
-                f"{header()}\nTSM-R50, 8 frames at {args.pass_costs} px, batch 2, best of {args.reps or 3}: forward "
+                f"{header()}\nTSM-R50, 8 frames at {args.pass_costs} px, batch 2, best of {args.reps or 3}, CPU memory "
+                f"{'default' if args.cpu_memory == 'default' else 'kept'}: forward "
                 f"{res['forward_s']:.3f} s; a full backward costs {res['backward_over_forward']:.2f} forwards and TA's "
                 f"input-only backward {res['input_backward_over_forward']:.2f}. With these kernel costs the fused TAF "
                 f"step at K = 1 cannot go below **{res['taf_k1_floor']:.2f}x** a plain step (the 7/3 floor assumes a "
