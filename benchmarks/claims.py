@@ -322,8 +322,19 @@ def finetune_config(checkpoint: Path, run: Run, sizes: Sizes, out_dir: Path) -> 
 
 
 def _same_config(run_dir: Path, cfg: Config) -> bool:
+    """Whether the run directory's saved config, read with today's defaults for keys added since, equals ``cfg``."""
     path = run_dir / "config.yaml"
-    return path.is_file() and yaml.safe_load(path.read_text()) == yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))
+    if not path.is_file():
+        return False
+    try:
+        saved = config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    except (ValueError, TypeError):
+        return False
+    return _plain(saved) == _plain(cfg)
+
+
+def _plain(cfg: Config) -> Any:
+    return yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))
 
 
 def train_or_reuse(cfg: Config, subset: list[str]) -> Path:
