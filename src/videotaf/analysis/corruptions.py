@@ -450,8 +450,9 @@ def _glass_blur(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -
     # ImageNet-C stores the first blur as uint8 (truncating), so the quantisation is part of the corruption.
     frames = torch.floor(frames * 255) / 255
     # Pixels (h, w) with delta < h <= H - delta (same for w) move by an offset in [-delta, delta).
-    inner_h = torch.arange(delta + 1, h - delta + 1, device=x.device)
-    inner_w = torch.arange(delta + 1, w - delta + 1, device=x.device)
+    # Frames no wider than 2 * delta have no such pixels (torch.arange refuses an empty descending range).
+    inner_h = torch.arange(delta + 1, max(delta + 1, h - delta + 1), device=x.device)
+    inner_w = torch.arange(delta + 1, max(delta + 1, w - delta + 1), device=x.device)
     if inner_h.numel() and inner_w.numel():
         inner_h = inner_h[inner_h < h]
         inner_w = inner_w[inner_w < w]
