@@ -5,7 +5,8 @@ PyTorch's CPU tensors come straight from the C allocator. With glibc, a block ab
 step touches its large activations as new pages: the kernel zero-fills each 4 KiB page on first touch. A video
 model at 224 px has many such activations (``16 x 64 x 112 x 112`` floats is 51 MiB), and a TAF step, which
 holds the clean and the adversarial graph at once, suffers most: on the 2-core machine of BENCHMARKS.md a TAF
-step of TSM-R50 at 224 px fell from about 3.2x to about 2.4x a plain step once freed memory was reused.
+step of TSM-R50 at 224 px took 9.25 s with glibc's defaults and 7.02 s with freed memory reused (2.64x and 2.45x
+a plain step, which itself went from 3.50 s to 2.87 s).
 
 Raising the mmap threshold above the largest activation serves those blocks from the heap, and a high trim
 threshold keeps the heap's top instead of returning it after every step; the process then holds its peak
