@@ -67,12 +67,12 @@ def make(model_name: str, schedule: str, device: torch.device, batch: int | None
     return model, objective, opt, clips, labels
 
 
-def one_step(model, objective, opt, clips, labels, amp: bool, device: torch.device) -> float:
+def one_step(model, objective, opt, clips, labels, amp: str | None, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast(device.type, dtype=getattr(torch, amp or "bfloat16"), enabled=amp is not None):
         objective.step(model, clips, labels)
     opt.step()
     if device.type == "cuda":
@@ -80,7 +80,7 @@ def one_step(model, objective, opt, clips, labels, amp: bool, device: torch.devi
     return time.perf_counter() - t0
 
 
-def activation_memory_mb(model, objective, opt, clips, labels, amp: bool, device: torch.device) -> float:
+def activation_memory_mb(model, objective, opt, clips, labels, amp: str | None, device: torch.device) -> float:
     """Memory one step holds for backward: CUDA peak allocation on the GPU; on the CPU, the distinct storages
     autograd saves during the step (parameters excluded), a proxy of the activation memory that dominates."""
     if device.type == "cuda":
@@ -153,7 +153,13 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=None, help="timed steps per schedule (after 2 warm-up steps)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    p.add_argument(
+        "--amp",
+        nargs="?",
+        const="float16",
+        choices=["float16", "bfloat16"],
+        help="autocast dtype (bare --amp: float16, as the engine's CUDA AMP; TA then scales its own gradients)",
+    )
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--no-memory", action="store_true")
