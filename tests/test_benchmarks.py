@@ -59,3 +59,16 @@ def test_claims_quick_pipeline(tmp_path: Path):
     assert res["verdicts"] and all({"claim", "diff", "verdict"} <= set(v) for v in res["verdicts"])
     for method in res["methods"].values():
         assert 0.0 <= method["mean"]["top1"] <= 100.0
+
+
+def test_train_throughput_runs_plain_and_taf_through_the_engine(tmp_path: Path):
+    out = tmp_path / "throughput.json"
+    _run(
+        "train_throughput.py",
+        *("--classes", "4", "--train-per-class", "4", "--batch", "4", "--epochs", "1", "--rounds", "1"),
+        *("--workers", "0", "--out", str(out)),
+    )
+    rows = json.loads(out.read_text())["results"]
+    assert set(rows) == {"plain", "taf"}
+    assert rows["plain"]["x_plain_time"] == 1.0
+    assert rows["taf"]["clips_per_s"] > 0
