@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+import videotaf.cam as cam_module
 from videotaf.attack import TemporalAdversarialAugmentation
 from videotaf.cam import (
     cam_loss,
+    float16_autocast,
     frame_attention,
     frame_cams,
     frame_maps,
@@ -192,3 +195,17 @@ def test_temporal_gradcam_shapes_and_leaves_no_param_grads():
     assert torch.equal(res.targets, res.logits.argmax(dim=1))
     assert all(p.grad is None for p in model.parameters())
     assert not res.cams.requires_grad
+
+
+@pytest.mark.filterwarnings("ignore:torch.*autocast.*deprecated:DeprecationWarning")  # the old API on new torch
+@pytest.mark.parametrize("old_torch", [False, True])
+def test_float16_autocast_detection(monkeypatch, old_torch):
+    if old_torch:  # torch 2.1-2.3 have only the per-device functions
+        monkeypatch.setattr(cam_module, "_DEVICE_AUTOCAST_API", False)
+    cpu = torch.device("cpu")
+    assert not float16_autocast(cpu)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not float16_autocast(cpu)
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert float16_autocast(cpu)
+        assert not float16_autocast(torch.device("meta"))

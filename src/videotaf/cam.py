@@ -243,10 +243,23 @@ def cams_from_forward(
     return frame_cams(frame_maps(layer_output, b), frame_maps(grads, b), relu=relu)
 
 
+# torch >= 2.4 asks autocast about any device type; 2.1-2.3 have one function pair per device type.
+_DEVICE_AUTOCAST_API = hasattr(torch, "get_autocast_dtype")
+
+
 def float16_autocast(device: torch.device) -> bool:
     """Whether float16 autocast is on for ``device``'s type (its gradients can underflow without scaling)."""
     kind = device.type
-    return torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16
+    if _DEVICE_AUTOCAST_API:
+        try:
+            return torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16
+        except RuntimeError:  # a device type autocast does not know (e.g. meta)
+            return False
+    if kind == "cuda":
+        return torch.is_autocast_enabled() and torch.get_autocast_gpu_dtype() == torch.float16
+    if kind == "cpu":
+        return torch.is_autocast_cpu_enabled() and torch.get_autocast_cpu_dtype() == torch.float16
+    return False
 
 
 @dataclass
