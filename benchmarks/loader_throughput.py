@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader
 
 from videotaf.data import FileList, SomethingV2
-from videotaf.data.decode import detect_frame_template
+from videotaf.data.decode import detect_frame_template, draft_request
 from videotaf.data.synth import synthesize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,9 +53,9 @@ def raw_jpeg(folder: str, numbers: list[int], template: str, min_short: int | No
     out = []
     for n in numbers:
         with Image.open(Path(folder) / template.format(n)) as img:
-            if min_short is not None and min(img.size) >= 2 * min_short:
-                w, h = img.size
-                img.draft(None, (-(-w * min_short // min(w, h)), -(-h * min_short // min(w, h))))
+            request = draft_request(*img.size, min_short) if min_short is not None else None
+            if request is not None:
+                img.draft(None, request)
             out.append(np.asarray(img.convert("RGB")))
     return out
 

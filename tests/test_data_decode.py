@@ -133,3 +133,12 @@ def test_dataset_decodes_jpegs_no_smaller_than_its_crop_needs(real_fixtures: Pat
     a, b = test[0][0], exact[0][0]
     assert a.shape == b.shape == (4, 3, 56, 56)
     assert (a - b).abs().mean() < 0.02  # same view, different decode path
+
+
+def test_draft_request_by_hand():
+    from videotaf.data.decode import draft_request
+
+    assert draft_request(320, 240, 64) == (86, 64)  # 320 * 64 / 240 = 85.3, rounded up
+    assert draft_request(240, 320, 60) == (60, 80)
+    assert draft_request(320, 240, 121) is None  # 240 < 2 * 121: no reduced scale covers it
+    assert draft_request(320, 240, 120) == (160, 120)

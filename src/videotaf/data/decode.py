@@ -26,6 +26,7 @@ __all__ = [
     "folder_frame_count",
     "detect_frame_template",
     "load_jpeg_frames",
+    "draft_request",
     "clear_frame_count_cache",
 ]
 
@@ -248,12 +249,19 @@ def load_jpeg_frames(
     return np.stack(out)
 
 
-def _draft(img: Image.Image, min_short_side: int) -> None:
-    """Ask libjpeg for the smallest DCT scale whose short side is still >= ``min_short_side`` (no-op otherwise)."""
-    w, h = img.size
-    short = min(w, h)
-    if img.format != "JPEG" or short < 2 * min_short_side:
-        return
+def draft_request(width: int, height: int, min_short_side: int) -> tuple[int, int] | None:
+    """The size to pass to Pillow's ``Image.draft`` so that a ``width x height`` JPEG decodes at the smallest DCT
+    scale whose short side is still >= ``min_short_side``; None when no reduced scale qualifies (short side below
+    twice the need)."""
+    short = min(width, height)
+    if short < 2 * min_short_side:
+        return None
     # draft() keeps every side >= the requested size, so asking for the frame scaled to the needed short side
     # (rounded up) picks exactly the scale we want.
-    img.draft(None, (-(-w * min_short_side // short), -(-h * min_short_side // short)))
+    return -(-width * min_short_side // short), -(-height * min_short_side // short)
+
+
+def _draft(img: Image.Image, min_short_side: int) -> None:
+    request = draft_request(*img.size, min_short_side) if img.format == "JPEG" else None
+    if request is not None:
+        img.draft(None, request)
