@@ -123,7 +123,7 @@ def pass_costs(device: torch.device, px: int, reps: int) -> dict[str, float]:
 
     def attack_pass() -> None:
         x = clips.clone().requires_grad_(True)
-        logits, feats = ta.forward_with_features(model, x)
+        logits, feats, _ = ta.forward_with_features(model, x)
         ta.input_gradient(x, logits, feats, labels, labels)
 
     def best(fn) -> float:

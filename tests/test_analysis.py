@@ -373,8 +373,7 @@ def test_report_with_missing_files_still_has_every_section(tmp_path: Path) -> No
 @pytest.fixture()
 def fake_engine(monkeypatch: pytest.MonkeyPatch):
     """load_model -> a TinyNet; the evaluation dataset -> 3 random clips (no files, no data layer config)."""
-    import videotaf.analysis.inputs as inputs
-    import videotaf.engine.checkpoint as checkpoint
+    import videotaf.analysis.commands as commands
 
     def load_model(path, map_location="cpu"):
         return TinyNet(3, 4, seed=len(str(path))).eval(), {}
@@ -389,8 +388,8 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch):
             g = torch.Generator().manual_seed(i)
             return torch.rand(4, 3, 16, 16, generator=g), i % 3
 
-    monkeypatch.setattr(checkpoint, "load_model", load_model)
-    monkeypatch.setattr(inputs, "eval_dataset", lambda cfg, split=None: Data())
+    monkeypatch.setattr(commands, "load_model", load_model)
+    monkeypatch.setattr(commands, "eval_dataset", lambda cfg, split=None: Data())
 
 
 def test_cli_robustness_analyze_cam(tmp_path: Path, fake_engine, real_fixtures: Path) -> None:

@@ -10,10 +10,12 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation, select_targets
+from videotaf.attack import CrossEntropyAugmentation, TAOptions, TemporalAdversarialAugmentation, select_targets
 from videotaf.bn import convert_dual_bn
 
 from toy_models import Toy2D, Toy3D
+
+TRUE = TAOptions(target_rule="true")
 
 
 @settings(max_examples=25, deadline=None)
@@ -49,18 +51,16 @@ def test_ta_increases_cam_loss(model_cls):
     model = model_cls(width=8).eval()
     clips = torch.rand(4, 4, 3, 16, 16) * 0.8 + 0.1
     labels = torch.tensor([0, 1, 2, 3])
-    attack = TemporalAdversarialAugmentation(model, eps=2 / 255, step_size=1 / 255, steps=1, target_rule="true")
+    attack = TemporalAdversarialAugmentation(model, eps=2 / 255, step_size=1 / 255, steps=1, options=TRUE)
 
     def loss_of(x):
-        logits, feats = attack.forward_with_features(model, x)
+        logits, feats, _ = attack.forward_with_features(model, x)
         return attack.loss(logits, feats, labels, labels).item()
 
     before = loss_of(clips)
     after = loss_of(attack(clips, labels))
     assert after > before
-    after3 = loss_of(
-        TemporalAdversarialAugmentation(model, 6 / 255, 1 / 255, steps=3, target_rule="true")(clips, labels)
-    )
+    after3 = loss_of(TemporalAdversarialAugmentation(model, 6 / 255, 1 / 255, steps=3, options=TRUE)(clips, labels))
     assert after3 > after
 
 
@@ -104,7 +104,7 @@ def test_attack_in_train_mode_uses_batch_statistics():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.fill_(3.0)
     clips, labels = torch.rand(2, 4, 3, 16, 16), torch.tensor([1, 3])
-    attack = TemporalAdversarialAugmentation(model, target_rule="true")
+    attack = TemporalAdversarialAugmentation(model, options=TRUE)
     adv_train = attack(clips, labels)
     model.eval()
     adv_eval = attack(clips, labels)
@@ -149,10 +149,10 @@ def test_num_nonkey_limits_the_loss_to_the_weakest_frames():
     torch.manual_seed(0)
     model = Toy2D().eval()
     clips, labels = torch.rand(2, 4, 3, 16, 16), torch.tensor([0, 1])
-    full = TemporalAdversarialAugmentation(model, target_rule="true")
-    one = TemporalAdversarialAugmentation(model, target_rule="true", num_nonkey=1)
-    huge = TemporalAdversarialAugmentation(model, target_rule="true", num_nonkey=99)
-    logits, feats = full.forward_with_features(model, clips)
+    full = TemporalAdversarialAugmentation(model, options=TRUE)
+    one = TemporalAdversarialAugmentation(model, options=TRUE, num_nonkey=1)
+    huge = TemporalAdversarialAugmentation(model, options=TRUE, num_nonkey=99)
+    logits, feats, _ = full.forward_with_features(model, clips)
     l_full = full.loss(logits, feats, labels, labels)
     l_one = one.loss(logits, feats, labels, labels)
     assert l_one < l_full  # the weakest frame is below the mean of all frames

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import videotaf.cam as cam_module
-from videotaf.attack import TemporalAdversarialAugmentation
+from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
 from videotaf.cam import (
     cam_loss,
     float16_autocast,
@@ -148,7 +148,7 @@ def test_frame_attention_sums_to_one_and_is_uniform_when_empty():
 
 def _loss_fn(attack, labels, targets):
     def f(x):
-        logits, feats = attack.forward_with_features(attack.model, x)
+        logits, feats, _ = attack.forward_with_features(attack.model, x)
         return attack.loss(logits, feats, labels, targets)
 
     return f
@@ -173,7 +173,7 @@ def test_cam_loss_gradient_matches_finite_differences_first_order():
     torch.manual_seed(0)
     model = LinearHead2D().double()
     x = torch.rand(2, 3, 3, 5, 5, dtype=torch.float64)
-    attack = TemporalAdversarialAugmentation(model, score="logit", target_rule="true", num_nonkey=2)
+    attack = TemporalAdversarialAugmentation(model, num_nonkey=2, options=TAOptions(score="logit", target_rule="true"))
     _check_against_finite_differences(model, attack, x, torch.tensor([0, 2]))
 
 
@@ -181,7 +181,7 @@ def test_cam_loss_gradient_matches_finite_differences_second_order():
     torch.manual_seed(0)
     model = LinearHead2D().double()
     x = torch.rand(2, 3, 3, 5, 5, dtype=torch.float64)
-    attack = TemporalAdversarialAugmentation(model, target_rule="true", second_order=True)
+    attack = TemporalAdversarialAugmentation(model, options=TAOptions(target_rule="true", second_order=True))
     _check_against_finite_differences(model, attack, x, torch.tensor([1, 0]))
 
 

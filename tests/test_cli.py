@@ -15,6 +15,7 @@ import yaml
 
 from videotaf.cli import main
 from videotaf.engine import checkpoint as ck
+from videotaf.engine.builders import load_model
 
 TESTS = Path(__file__).resolve().parent
 pytest.importorskip("videotaf.data.synth")
@@ -119,7 +120,7 @@ def test_train_finetune_eval_export(tmp_path, config_file, synth_root, capsys):
     assert main(["export", "--checkpoint", str(ft / "checkpoints" / "best.pt"), "--out", str(exported)]) == 0
     raw = torch.load(exported, weights_only=True)
     assert not any("aux_bn" in k for k in raw["model"])
-    model, _ = ck.load_model(exported)
+    model, _ = load_model(exported)
     assert not model.training
 
     # finetune without --config uses the checkpoint's saved config; without --out it must not write into the

@@ -128,13 +128,16 @@ def test_missing_and_malformed_file(tmp_path):
 
 
 def test_ta_options_reach_the_attack():
+    from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
     from videotaf.config import AdversarialConfig
     from videotaf.objective import build_objective
 
-    from toy_models import Toy2D
-
     cfg = AdversarialConfig(method="taf", cam_score="ce", cam_norm="minmax", target_rule="true")
-    attack = build_objective(cfg.method, **cfg.ta_options()).attack_for(Toy2D())
-    assert (attack.score, attack.cam_norm, attack.target_rule, attack.relu) == ("ce", "minmax", "true", False)
+    attack = build_objective(cfg.method, ta=cfg.ta_options()).attack
+    assert isinstance(attack, TemporalAdversarialAugmentation)
+    o = attack.options
+    assert (o.score, o.cam_norm, o.target_rule, o.relu) == ("ce", "minmax", "true", False)
     # Only TA has these options; other methods must not receive them.
-    assert AdversarialConfig(method="ce_adv", cam_score="ce").ta_options() == {}
+    assert AdversarialConfig(method="ce_adv", cam_score="ce").ta_options() is None
+    with pytest.raises(ValueError, match="only apply"):
+        build_objective("ce_adv", ta=TAOptions(score="ce"))

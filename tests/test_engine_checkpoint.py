@@ -10,6 +10,7 @@ from engine_toys import TinyNet
 from videotaf.bn import convert_dual_bn, has_dual_bn
 from videotaf.config import OptimConfig
 from videotaf.engine import checkpoint as ck
+from videotaf.engine.builders import load_model
 from videotaf.engine.optim import build_optimizer, build_scheduler
 
 CFG = {"model": {"name": "engine_toys:TinyNet", "num_classes": 3, "num_frames": 4, "options": {}}}
@@ -111,7 +112,7 @@ def test_export_strips_aux_bn_and_load_model_rebuilds(tmp_path):
     assert not any("aux_bn" in k for k in raw["model"])
     assert set(raw["model"]) == set(TinyNet().state_dict())
     for path in (src, out):
-        loaded, cfg = ck.load_model(path)
+        loaded, cfg = load_model(path)
         assert not loaded.training and not has_dual_bn(loaded) and cfg == CFG
         torch.testing.assert_close(loaded(clips), expected, rtol=0, atol=0)
 
@@ -121,4 +122,4 @@ def test_load_model_rejects_mismatched_weights(tmp_path):
     cfg = {"model": {**CFG["model"], "options": {"width": 4}}}
     path = ck.save_checkpoint(ck.training_state(model, config=cfg), tmp_path / "x.pt")
     with pytest.raises(ck.CheckpointError, match="do not match"):
-        ck.load_model(path)
+        load_model(path)

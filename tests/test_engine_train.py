@@ -14,6 +14,8 @@ from videotaf.bn import convert_dual_bn, has_dual_bn
 from videotaf.config import OptimConfig, load_config
 from videotaf.engine import checkpoint as ck
 from videotaf.engine import train as train_mod
+from videotaf.engine.builders import load_model
+from videotaf.engine.checkpoint import CheckpointError
 from videotaf.engine.logs import EPOCH_KEYS
 from videotaf.engine.optim import build_optimizer
 from videotaf.engine.train import fit, train_one_epoch
@@ -44,11 +46,11 @@ def test_each_method_lowers_the_loss(method):
         sums = train_one_epoch(model, objective, loader, opt, device=torch.device("cpu"), clip_grad_norm=20.0)
     after = batch_loss(model, data.clips, data.labels)
     assert after < before - 0.05, (method, before, after)
-    assert sums[4].item() == 24  # clips seen in the last epoch
+    assert sums.clips == 24  # clips seen in the last epoch
     if method == "plain":
-        assert sums[2].item() == 0.0
+        assert sums.loss_adv == 0.0
     else:
-        assert sums[2].item() > 0.0  # adversarial loss accumulated
+        assert sums.loss_adv > 0.0  # adversarial loss accumulated
 
 
 def test_taf_uses_the_attack_and_the_adversarial_path(monkeypatch):
@@ -64,20 +66,15 @@ def test_taf_uses_the_attack_and_the_adversarial_path(monkeypatch):
 
     monkeypatch.setattr(objective_mod, "adversarial_path", spy_path)
     objective = build_objective("taf", eps=8 / 255, step_size=4 / 255)
-    real_factory = objective.attack_factory
+    attack = objective.attack
+    assert attack is not None
+    real_input_gradient = attack.input_gradient
 
-    def spy_factory(m):
-        attack = real_factory(m)
-        real_input_gradient = attack.input_gradient
+    def counted(*a, **k):
+        calls["attack"] += 1
+        return real_input_gradient(*a, **k)
 
-        def counted(*a, **k):
-            calls["attack"] += 1
-            return real_input_gradient(*a, **k)
-
-        attack.input_gradient = counted
-        return attack
-
-    objective.attack_factory = spy_factory
+    monkeypatch.setattr(attack, "input_gradient", counted)
     aux = model.stem[1].aux_bn
     aux_mean0, main_mean0 = aux.running_mean.clone(), model.stem[1].running_mean.clone()
     opt = build_optimizer(model, OptimConfig(lr=0.01))
@@ -113,7 +110,7 @@ def test_fit_writes_the_run_directory(tmp_path):
     best = ck.load_checkpoint(run / "checkpoints" / "best.pt")
     assert last["epoch"] == 2 and last["step"] == 8 and last["dual_bn"]
     assert best["best_metric"] == max(r["val_top1"] for r in records)
-    model, cfg_dict = ck.load_model(run / "checkpoints" / "last.pt")
+    model, cfg_dict = load_model(run / "checkpoints" / "last.pt")
     assert not has_dual_bn(model) and cfg_dict["adversarial"]["method"] == "taf"
 
 
@@ -158,7 +155,7 @@ def test_interrupt_and_resume_matches_uninterrupted(tmp_path, monkeypatch, stop_
 
 
 def test_resume_without_checkpoint_names_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="last.pt"):
+    with pytest.raises(CheckpointError, match="last.pt"):
         fit(toy_config(str(tmp_path / "none")), datasets_fn=toy_datasets, resume=True)
 
 

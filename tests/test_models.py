@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from videotaf.models import available, build, model_options
+from videotaf.models.base import ModelOutputs
 from videotaf.models.layers import TAM, GSTConv, TemporalShift, gst_split, temporal_shift
 from videotaf.models.resnet import ResNet2d
 
@@ -176,12 +177,11 @@ def test_tpn_aux_head_only_in_training():
     model = build("tpn", 6, 8, **SMALL)
     clips = torch.rand(2, 8, 3, 32, 32)
     model.train()
-    model(clips)
-    assert model.aux_logits is not None and model.aux_logits.shape == (2, 6)
+    out = model(clips)
+    assert isinstance(out, ModelOutputs) and out.logits.shape == out.aux_logits.shape == (2, 6)
     model.eval()
     with torch.no_grad():
-        model(clips)
-    assert model.aux_logits is None
+        assert model(clips).shape == (2, 6)  # the head is skipped: plain logits
 
 
 # ------------------------------------------------------------------------- published sizes (meta device)

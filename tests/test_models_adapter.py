@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from videotaf.attack import TemporalAdversarialAugmentation
+from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
 from videotaf.bn import convert_dual_bn, strip_dual_bn
 from videotaf.cam import temporal_gradcam
 from videotaf.models import unwrap_state_dict, wrap_model
@@ -48,7 +48,7 @@ def test_wrapped_btchw_model_and_normalisation():
     )
     clips = torch.rand(2, 4, 3, 8, 8)
     assert torch.allclose(model(clips), net(clips * 2 - 1))
-    adv = TemporalAdversarialAugmentation(model, target_rule="true")(clips, torch.tensor([0, 1]))
+    adv = TemporalAdversarialAugmentation(model, options=TAOptions(target_rule="true"))(clips, torch.tensor([0, 1]))
     assert adv.shape == clips.shape and not torch.equal(adv, clips)
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation
+from videotaf.attack import CrossEntropyAugmentation, TAOptions, TemporalAdversarialAugmentation
 from videotaf.bn import adversarial_path, convert_dual_bn
+from videotaf.models.base import ModelOutputs
 from videotaf.objective import METHODS, build_objective
 
 from toy_models import Toy2D, Toy3D
@@ -107,8 +108,7 @@ def test_aux_head_loss_is_added():
 
         def forward(self, clips):
             logits = super().forward(clips)
-            self.aux_logits = logits * 2 if self.training else None
-            return logits
+            return ModelOutputs(logits, logits * 2) if self.training else logits
 
     torch.manual_seed(0)
     model = WithAux()
@@ -124,7 +124,12 @@ def test_build_objective_validation():
     with pytest.raises(ValueError, match="method"):
         build_objective("fgsm")
     with pytest.raises(ValueError, match="only apply"):
-        build_objective("ce_adv", score="logit")
+        build_objective("ce_adv", ta=TAOptions(score="logit"))
+    with pytest.raises(ValueError, match="score"):
+        TAOptions(score="gradient")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="random"):
+        build_objective("taf", random_start=True, fused=True)
+    assert not build_objective("taf", random_start=True).fused
     with pytest.raises(ValueError, match="alpha"):
         build_objective("taf", alpha=1.5)
     assert build_objective("taf").needs_dual_bn and build_objective("advprop").needs_dual_bn

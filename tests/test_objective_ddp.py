@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from videotaf.attack import TAOptions
 from videotaf.bn import convert_dual_bn
 from videotaf.objective import build_objective
 
@@ -42,7 +43,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, bn: bool) -> No
         ddp = DDP(model, broadcast_buffers=False)
         clips, labels = _data()
         half = slice(rank * 2, rank * 2 + 2)
-        objective = build_objective("taf", target_rule="true")
+        objective = build_objective("taf", ta=TAOptions(target_rule="true"))
         for _ in range(2):  # two steps: the second checks the reducer finished the first
             ddp.zero_grad()
             objective.step(ddp, clips[half], labels[half])
@@ -60,7 +61,7 @@ def test_ddp_taf_step_matches_single_process_on_global_batch():
     model = _model(False)
     ref = copy.deepcopy(model)
     clips, labels = _data()
-    objective = build_objective("taf", target_rule="true")
+    objective = build_objective("taf", ta=TAOptions(target_rule="true"))
     # The DDP ranks stepped twice; replay the first step's update-free second step the same way.
     for _ in range(2):
         ref.zero_grad()

@@ -19,6 +19,11 @@ and doubles after 2000 clean steps. In float32 and bfloat16 the scale is 1.
 
 from __future__ import annotations
 
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,8 +38,40 @@ from videotaf.cam import (
     cams_from_forward,
     float16_autocast,
     normalize_cams,
-    unwrap,
 )
+from videotaf.models.base import split_output, unwrap
+
+TargetRule = Literal["paper", "true", "predicted"]
+
+
+@dataclass(frozen=True)
+class TAOptions:
+    """How TA reads the paper where it leaves a choice (see :mod:`videotaf.cam` and the README).
+
+    Attributes:
+        score: the class score whose gradient weights Eq. (2): ``"log_prob"`` (standard Grad-CAM sign),
+            ``"ce"`` (the paper's literal sign) or ``"logit"`` (classic Grad-CAM on the raw score).
+        cam_norm: Eq. (3) ``"paper"`` (literally) or ``"minmax"`` (divide by ``max - min``).
+        relu: ReLU on the CAMs before Eq. (3).
+        target_rule: ``"paper"`` (Sec. 3.2: the true label if misclassified, a random other label if right),
+            ``"true"`` or ``"predicted"``.
+        second_order: keep the Grad-CAM weights in the graph (exact gradient, one more backward of cost).
+    """
+
+    score: Score = "log_prob"
+    cam_norm: NormMode = "paper"
+    relu: bool = False
+    target_rule: TargetRule = "paper"
+    second_order: bool = False
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("score", get_args(Score)),
+            ("cam_norm", get_args(NormMode)),
+            ("target_rule", get_args(TargetRule)),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
 
 
 def select_targets(
@@ -65,8 +102,40 @@ def select_targets(
     return torch.where(correct, other, labels)
 
 
-class _ProjectedGradientAscent:
-    """L_inf PGD on clips in [0, 1]; subclasses define the loss to climb."""
+class ForwardPass(NamedTuple):
+    """One forward pass of the attack: logits ``(B, classes)``, the CAM layer's output as captured (``None``
+    when the loss does not need it) and the auxiliary head's logits (``None`` unless the model has one)."""
+
+    logits: torch.Tensor
+    features: torch.Tensor | None
+    aux_logits: torch.Tensor | None
+
+
+class FirstStep(NamedTuple):
+    """The first PGD step from the clean clip: the adversarial clip after it (detached), the clean forward
+    pass it climbed from and the target labels fixed there."""
+
+    adv: torch.Tensor
+    clean: ForwardPass
+    targets: torch.Tensor
+
+
+class ProjectedGradientAscent:
+    """L_inf PGD on clips in [0, 1] (Eq. 6 with the loss of a subclass); the base of TA and CE-PGD.
+
+    A subclass defines :meth:`loss` (and :meth:`targets` when it attacks other labels than the true ones).
+    :meth:`first_step` is written once for the standalone attack (:meth:`run`) and for the fused TAF step of
+    :mod:`videotaf.objective`, which shares the clean forward pass with the training loss.
+
+    Args:
+        model: the model the standalone ``attack(clips, labels)`` runs on (may be wrapped in DDP); ``None`` for
+            an attack that is only given models explicitly (:meth:`run`, :meth:`first_step`), as the objective does.
+        eps: L_inf budget in [0, 1] pixel units (paper: 64/255).
+        step_size: beta of Eq. (6) (paper: 32/255).
+        steps: K of Eq. (6) (paper: 1).
+        random_start: start from a uniform point of the eps-ball (off in the paper).
+        generator: ``torch.Generator`` for the random start (and TA's random target labels).
+    """
 
     uses_features = False
     # Dynamic loss scale for float16 autocast (see the module docstring).
@@ -75,15 +144,15 @@ class _ProjectedGradientAscent:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         eps: float,
         step_size: float,
         steps: int,
-        random_start: bool,
-        generator: torch.Generator | None,
+        random_start: bool = False,
+        generator: torch.Generator | None = None,
     ) -> None:
-        if eps < 0 or step_size < 0:
-            raise ValueError(f"eps and step_size must be >= 0, got eps={eps}, step_size={step_size}")
+        if not 0.0 <= eps <= 1.0 or not 0.0 <= step_size <= 1.0:
+            raise ValueError(f"eps and step_size must be in [0, 1] (pixel scale), got eps={eps}, step_size={step_size}")
         if steps < 1:
             raise ValueError(f"steps (K) must be >= 1, got {steps}")
         self.model = model
@@ -95,7 +164,7 @@ class _ProjectedGradientAscent:
         self.scale = self.initial_scale
         self._clean_steps = 0
 
-    # -- pieces shared with the fused TAF step (videotaf.objective) ---------------------------------------------
+    # -- the loss, defined by subclasses -------------------------------------------------------------------------
     def targets(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The labels the attack loss is computed for, fixed at the first forward pass."""
         return labels
@@ -111,6 +180,7 @@ class _ProjectedGradientAscent:
         """The scalar the attack climbs; ``grad_scale`` scales any backward pass the loss itself needs."""
         raise NotImplementedError
 
+    # -- PGD -----------------------------------------------------------------------------------------------------
     def project(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """Onto the eps-ball around the clean clip ``x0`` and onto [0, 1]."""
         return torch.minimum(torch.maximum(x, x0 - self.eps), x0 + self.eps).clamp_(0.0, 1.0)
@@ -120,20 +190,23 @@ class _ProjectedGradientAscent:
         return self.project(x.detach() + self.step_size * grad.sign(), x0)
 
     def start(self, x0: torch.Tensor) -> torch.Tensor:
+        """The starting point: the clean clip, or a uniform point of the eps-ball with ``random_start``."""
         if not self.random_start or self.eps == 0:
             return x0.clone()
         device = self.generator.device if self.generator is not None else x0.device
         noise = torch.rand(x0.shape, generator=self.generator, device=device, dtype=x0.dtype).to(x0.device)
         return self.project(x0 + (2 * noise - 1) * self.eps, x0)
 
-    def forward_with_features(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_with_features(self, model: nn.Module, x: torch.Tensor) -> ForwardPass:
         """``model(x)`` and, when the loss needs it, the CAM layer's output as captured (still in the graph)."""
         if not self.uses_features:
-            return model(x), None
+            logits, aux = split_output(model(x))
+            return ForwardPass(logits, None, aux)
         tap = FeatureTap()
         with tap.attached(cam_layer_of(model)):
-            logits = model(x)
-        return logits, tap.pop()
+            output = model(x)
+        logits, aux = split_output(output)
+        return ForwardPass(logits, tap.pop(), aux)
 
     def input_gradient(
         self,
@@ -169,54 +242,86 @@ class _ProjectedGradientAscent:
             self._clean_steps = 0
         return grad
 
+    def first_step(
+        self, model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, *, training_forward: bool = False
+    ) -> FirstStep:
+        """Forward from the starting point, fix the targets, take one step of Eq. (6).
+
+        Args:
+            model: the model to attack.
+            x0: ``(B, T, 3, H, W)`` clean clips in [0, 1], detached.
+            labels: ``(B,)`` true labels.
+            training_forward: the forward pass is also the clean pass of the training loss (the fused TAF step):
+                it runs through ``model`` as given (a DDP wrapper included), updates BatchNorm statistics once as
+                any training forward does, and its graph is kept for the loss's backward. Needs the clean clip as
+                the starting point, so ``random_start`` raises here. Otherwise the forward runs through the
+                unwrapped model with BatchNorm statistics frozen and the graph is freed.
+        """
+        if training_forward and self.random_start:
+            raise ValueError(
+                "random_start attacks from a random point, not from the clean forward pass: use fused=False"
+            )
+        with torch.enable_grad(), nullcontext() if training_forward else frozen_bn_stats(unwrap(model)):
+            x = self.start(x0).requires_grad_(True)
+            clean = self.forward_with_features(model if training_forward else unwrap(model), x)
+            targets = self.targets(clean.logits.detach(), labels)
+            grad = self.input_gradient(x, clean.logits, clean.features, labels, targets, retain_graph=training_forward)
+        return FirstStep(self.ascend(x, x0, grad), clean, targets)
+
     def continue_from(
-        self, x: torch.Tensor, x0: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, steps: int
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        x0: torch.Tensor,
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+        steps: int,
     ) -> torch.Tensor:
         """``steps`` more PGD steps from ``x``, each with its own forward; BatchNorm buffers are restored."""
-        model = unwrap(self.model)
-        with torch.enable_grad(), frozen_bn_stats(model):
+        inner = unwrap(model)
+        with torch.enable_grad(), frozen_bn_stats(inner):
             for _ in range(steps):
                 x = x.detach().requires_grad_(True)
-                logits, features = self.forward_with_features(model, x)
-                x = self.ascend(x, x0, self.input_gradient(x, logits, features, labels, targets))
+                fp = self.forward_with_features(inner, x)
+                x = self.ascend(x, x0, self.input_gradient(x, fp.logits, fp.features, labels, targets))
         return x.detach()
 
     # -- standalone use ------------------------------------------------------------------------------------------
-    def __call__(self, clips: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Adversarial clips ``(B, T, 3, H, W)`` within ``eps`` of ``clips`` (L_inf) and inside [0, 1]."""
+    def run(self, model: nn.Module, clips: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Adversarial clips ``(B, T, 3, H, W)`` within ``eps`` of ``clips`` (L_inf) and inside [0, 1].
+
+        The model is left as found: parameters, ``.grad`` and BatchNorm buffers are untouched.
+        """
         if clips.dim() != 5:
             raise ValueError(f"clips must be (B, T, C, H, W), got {tuple(clips.shape)}")
         if labels.shape != clips.shape[:1]:
             raise ValueError(f"labels must be ({clips.shape[0]},), got {tuple(labels.shape)}")
         x0 = clips.detach()
-        model = unwrap(self.model)
-        with torch.enable_grad(), frozen_bn_stats(model):
-            x = self.start(x0).requires_grad_(True)
-            logits, features = self.forward_with_features(model, x)
-            targets = self.targets(logits.detach(), labels)
-            x = self.ascend(x, x0, self.input_gradient(x, logits, features, labels, targets))
-        if self.steps > 1:
-            x = self.continue_from(x, x0, labels, targets, self.steps - 1)
-        return x.detach()
+        first = self.first_step(model, x0, labels)
+        if self.steps == 1:
+            return first.adv
+        return self.continue_from(model, first.adv, x0, labels, first.targets, self.steps - 1)
+
+    def __call__(self, clips: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """:meth:`run` on the model given at construction."""
+        if self.model is None:
+            raise ValueError(f"{type(self).__name__} was built without a model; call .run(model, clips, labels)")
+        return self.run(self.model, clips, labels)
 
 
-class TemporalAdversarialAugmentation(_ProjectedGradientAscent):
+class TemporalAdversarialAugmentation(ProjectedGradientAscent):
     """TA: PGD that maximises the CAM loss L_C of the non-key frames, Eq. (2)-(6).
 
     Args:
-        model: a video model with a ``cam_layer`` (see :mod:`videotaf.models.base`); may be wrapped in DDP.
+        model: a video model with a ``cam_layer`` (see :mod:`videotaf.models.base`); may be wrapped in DDP;
+            ``None`` when the attack is only used through :meth:`run` / the objective.
         eps: L_inf budget in [0, 1] pixel units (paper: 64/255).
         step_size: beta of Eq. (6) (paper: 32/255).
         steps: K of Eq. (6) (paper: 1).
-        num_nonkey: N of Eq. (4)-(5); ``None`` means every CAM frame (the paper's N = T). Values above the number
-            of CAM frames T' are clamped to T'.
+        num_nonkey: N of Eq. (4)-(5); ``None`` means every CAM frame (the paper's N = T). A value above the
+            number of CAM frames T' (bLVNet-TAM's layer4 sees T/2) is clamped to T' with a warning, once.
         random_start: start from a uniform point of the eps-ball (off in the paper).
-        score: the class score whose gradient weights Eq. (2); see :mod:`videotaf.cam` for the sign.
-        cam_norm: ``"paper"`` for Eq. (3) literally, ``"minmax"`` to divide by ``max - min``.
-        relu: ReLU on the CAMs before Eq. (3).
-        target_rule: ``"paper"`` (Sec. 3.2: true label if misclassified, random other label if right),
-            ``"true"`` or ``"predicted"``.
-        second_order: keep the Grad-CAM weights in the graph (exact gradient, one more backward of cost).
+        options: the readings of Eq. (2)-(3) and of the target rule (:class:`TAOptions`; paper defaults).
         generator: ``torch.Generator`` for the random target labels and the random start.
     """
 
@@ -224,40 +329,28 @@ class TemporalAdversarialAugmentation(_ProjectedGradientAscent):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         eps: float = 64 / 255,
         step_size: float = 32 / 255,
         steps: int = 1,
         num_nonkey: int | None = None,
         random_start: bool = False,
-        score: Score = "log_prob",
-        cam_norm: NormMode = "paper",
-        relu: bool = False,
-        target_rule: str = "paper",
-        second_order: bool = False,
+        options: TAOptions | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(model, eps, step_size, steps, random_start, generator)
         if num_nonkey is not None and num_nonkey < 1:
             raise ValueError(f"num_nonkey (N) must be >= 1 or None, got {num_nonkey}")
-        if target_rule not in ("paper", "true", "predicted"):
-            raise ValueError(f"target_rule must be 'paper', 'true' or 'predicted', got {target_rule!r}")
-        if score not in ("log_prob", "ce", "logit"):
-            raise ValueError(f"score must be 'log_prob', 'ce' or 'logit', got {score!r}")
-        if cam_norm not in ("paper", "minmax"):
-            raise ValueError(f"cam_norm must be 'paper' or 'minmax', got {cam_norm!r}")
-        cam_layer_of(model)  # fail at construction, not in the middle of training
+        if model is not None:
+            cam_layer_of(model)  # fail at construction, not in the middle of training
         self.num_nonkey = num_nonkey
-        self.score: Score = score
-        self.cam_norm: NormMode = cam_norm
-        self.relu = relu
-        self.target_rule = target_rule
-        self.second_order = second_order
+        self.options = options or TAOptions()
+        self._warned_clamp = False
 
     def targets(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.target_rule == "true":
+        if self.options.target_rule == "true":
             return labels.long()
-        if self.target_rule == "predicted":
+        if self.options.target_rule == "predicted":
             return logits.argmax(dim=1)
         return select_targets(logits, labels, self.generator)
 
@@ -270,14 +363,25 @@ class TemporalAdversarialAugmentation(_ProjectedGradientAscent):
         grad_scale: float = 1.0,
     ) -> torch.Tensor:
         """L_C, Eq. (5), of the CAMs (Eq. 2-3) for ``targets``."""
-        assert features is not None
-        cams = cams_from_forward(logits, features, targets, self.score, self.relu, self.second_order, grad_scale)
-        cams_norm = normalize_cams(cams, self.cam_norm)
+        if features is None:
+            raise ValueError("TA's loss needs the CAM layer's output of the forward pass (forward_with_features)")
+        o = self.options
+        cams = cams_from_forward(logits, features, targets, o.score, o.relu, o.second_order, grad_scale)
+        cams_norm = normalize_cams(cams, o.cam_norm)
         frames = cams_norm.shape[1]
-        return cam_loss(cams_norm, frames if self.num_nonkey is None else min(self.num_nonkey, frames))
+        n = frames if self.num_nonkey is None else self.num_nonkey
+        if n > frames:
+            if not self._warned_clamp:
+                warnings.warn(
+                    f"num_nonkey N={n} exceeds the {frames} frames of the CAM layer; attacking all {frames}",
+                    stacklevel=2,
+                )
+                self._warned_clamp = True
+            n = frames
+        return cam_loss(cams_norm, n)
 
 
-class CrossEntropyAugmentation(_ProjectedGradientAscent):
+class CrossEntropyAugmentation(ProjectedGradientAscent):
     """Vanilla adversarial augmentation, Eq. (1): PGD maximising the cross-entropy of the true label.
 
     The CE-based baseline of Table 2a (and AdvProp's attack); same interface as
@@ -286,7 +390,7 @@ class CrossEntropyAugmentation(_ProjectedGradientAscent):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         eps: float = 64 / 255,
         step_size: float = 32 / 255,
         steps: int = 1,

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videotaf.models.base import split_output, unwrap
+
 Score = Literal["log_prob", "ce", "logit"]
 NormMode = Literal["paper", "minmax"]
 
@@ -165,15 +167,6 @@ def target_score(logits: torch.Tensor, targets: torch.Tensor, score: Score = "lo
     raise ValueError(f"score must be 'log_prob', 'ce' or 'logit', got {score!r}")
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel / DataParallel / compiled wrapper."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
 def cam_layer_of(model: nn.Module) -> nn.Module:
     """The model's ``cam_layer`` (see :mod:`videotaf.models.base`), with a clear error when it has none."""
     layer = getattr(unwrap(model), "cam_layer", None)
@@ -300,7 +293,7 @@ def temporal_gradcam(
     """
     tap = FeatureTap()
     with torch.enable_grad(), tap.attached(cam_layer_of(model)):
-        logits = model(clips)
+        logits, _ = split_output(model(clips))
         if targets is None:
             targets = logits.argmax(dim=1)
         # The score's gradient is scaled away from float16's underflow when autocast runs in float16.

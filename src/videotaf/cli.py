@@ -2,19 +2,46 @@
 
 Each module in ``_COMMAND_MODULES`` exposes ``register(subparsers)``, adding its subcommands with
 ``set_defaults(func=...)``; ``func(args) -> int`` is the exit status.
+
+Exit statuses:
+
+=====  ==========================================================================================
+0      success
+1      an unexpected error (a bug: the traceback is printed; please report it)
+2      bad input or a refused action: a config, argument, checkpoint or dataset problem, or an output
+       that exists (``--resume`` / ``--overwrite``); one line ``error: ...`` naming the file or field
+3      the output cannot be written (disk full, permissions); one line naming the file
+130    interrupted with Ctrl-C outside training
+143    training stopped by SIGTERM/SIGINT after saving ``last.pt`` (``--resume`` continues)
+=====  ==========================================================================================
+
+``--debug`` (or ``VIDEOTAF_DEBUG=1``) prints the traceback of an expected failure too.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from videotaf.data.errors import DataError
+from videotaf.errors import VideotafError
+from videotaf.io import DiskFullError
 
 _COMMAND_MODULES = (
     "videotaf.engine.commands",
     "videotaf.data.commands",
     "videotaf.analysis.commands",
+    "videotaf.demo",
 )
+
+EXIT_BAD_INPUT = 2
+EXIT_CANNOT_WRITE = 3
+
+# What a user can fix: printed as one line. ValueError is the library's "this input is out of range".
+_BAD_INPUT: tuple[type[BaseException], ...] = (VideotafError, DataError, ValueError, FileNotFoundError)
+_CANNOT_WRITE: tuple[type[BaseException], ...] = (DiskFullError, PermissionError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,10 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="videotaf",
         description="Temporal Adversarial Augmentation and TAF fine-tuning for video classifiers.",
     )
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of expected failures too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_BAD_INPUT
+    debug = args.debug or os.environ.get("VIDEOTAF_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _BAD_INPUT as exc:
+        if debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except _CANNOT_WRITE as exc:
+        if debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_CANNOT_WRITE

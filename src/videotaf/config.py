@@ -26,10 +26,15 @@ from typing import Any, Literal
 
 import yaml
 
-METHODS = ("plain", "ce_adv", "advprop", "taf")
+from videotaf.attack import TAOptions, TargetRule
+from videotaf.cam import NormMode, Score
+from videotaf.data.config import DataConfig
+from videotaf.errors import VideotafError
+from videotaf.io import atomic_write_bytes
+from videotaf.objective import Method
 
 
-class ConfigError(ValueError):
+class ConfigError(VideotafError, ValueError):
     """A configuration file or override is invalid; the message names the file and the field."""
 
 
@@ -91,34 +96,30 @@ class AdversarialConfig:
     through the Grad-CAM weights).
     """
 
-    method: Literal["plain", "ce_adv", "advprop", "taf"] = "plain"
+    method: Method = "plain"
     alpha: float = 0.7
     eps: float = 64 / 255
     step_size: float = 32 / 255
     steps: int = 1
     num_nonkey: int | None = None
     random_start: bool = False
-    cam_score: Literal["log_prob", "ce", "logit"] = "log_prob"
-    cam_norm: Literal["paper", "minmax"] = "paper"
+    cam_score: Score = "log_prob"
+    cam_norm: NormMode = "paper"
     cam_relu: bool = False
-    target_rule: Literal["paper", "true", "predicted"] = "paper"
+    target_rule: TargetRule = "paper"
     second_order: bool = False
 
-    def ta_options(self) -> dict[str, object]:
-        """Keyword options of TA for ``build_objective`` (empty unless the method is ``taf``)."""
+    def ta_options(self) -> TAOptions | None:
+        """TA's options for ``build_objective(ta=...)`` (None unless the method is ``taf``)."""
         if self.method != "taf":
-            return {}
-        return dict(
+            return None
+        return TAOptions(
             score=self.cam_score,
             cam_norm=self.cam_norm,
             relu=self.cam_relu,
             target_rule=self.target_rule,
             second_order=self.second_order,
         )
-
-
-# The brief and the paper call the same section the fine-tuning settings.
-FinetuneConfig = AdversarialConfig
 
 
 @dataclass
@@ -148,26 +149,12 @@ class RuntimeConfig:
     keep_cpu_memory: bool = True
 
 
-def _data_config_cls() -> type | None:
-    """``videotaf.data.DataConfig`` when the data layer is installed, else None (data then stays a dict)."""
-    try:
-        from videotaf.data import DataConfig  # noqa: PLC0415
-    except ImportError:
-        return None
-    return DataConfig
-
-
-def _default_data() -> Any:
-    cls = _data_config_cls()
-    return cls() if cls is not None else {}
-
-
 @dataclass
 class Config:
     """A whole run; :func:`load_config` builds it from YAML, :func:`config_to_dict` turns it back."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: Any = field(default_factory=_default_data)
+    data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -263,8 +250,6 @@ def _build_dataclass(cls: type, values: dict[str, Any], where: str, source: str)
                 f"{source}: unknown key {dotted!r} (known keys of {where or 'the config'}: {', '.join(sorted(names))})"
             )
         tp = hints.get(key, Any)
-        if key == "data" and cls is Config:
-            tp = _data_config_cls() or dict
         try:
             kwargs[key] = _coerce(value, tp, dotted, source)
         except _Mismatch:
@@ -344,6 +329,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return raw
 
 
+def with_overrides(cfg: Config, overrides: list[str], source: str = "<config>") -> Config:
+    """``cfg`` with dotted ``overrides`` applied (as ``--set`` does), validated again."""
+    if not overrides:
+        return cfg
+    return config_from_dict(
+        apply_overrides(config_to_dict(cfg), overrides), f"{source} (with --set {' '.join(overrides)})"
+    )
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
     """Validate a nested mapping into a :class:`Config` (strict: unknown keys and wrong types raise)."""
     if not isinstance(raw, dict):
@@ -395,12 +389,14 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         raise bad("optim.clip_grad_norm", "a float > 0 or null", o.clip_grad_norm)
     if not 0.0 <= a.alpha <= 1.0:
         raise bad("adversarial.alpha", "a float in [0, 1]", a.alpha)
-    if a.eps < 0 or a.step_size < 0:
-        raise bad("adversarial.eps/step_size", "floats >= 0", (a.eps, a.step_size))
+    if not 0.0 <= a.eps <= 1.0:
+        raise bad("adversarial.eps", "a float in [0, 1] (pixel scale: the paper's 64/255 is 0.251)", a.eps)
+    if not 0.0 <= a.step_size <= 1.0:
+        raise bad("adversarial.step_size", "a float in [0, 1] (pixel scale: the paper's 32/255 is 0.125)", a.step_size)
     if a.steps < 1:
         raise bad("adversarial.steps", "an int >= 1", a.steps)
-    if a.num_nonkey is not None and not 1 <= a.num_nonkey:
-        raise bad("adversarial.num_nonkey", "null or an int >= 1", a.num_nonkey)
+    if a.num_nonkey is not None and not 1 <= a.num_nonkey <= m.num_frames:
+        raise bad("adversarial.num_nonkey", f"null or an int in [1, model.num_frames={m.num_frames}]", a.num_nonkey)
     if r.log_every < 1:
         raise bad("runtime.log_every", "an int >= 1", r.log_every)
     if r.checkpoint_every_steps < 0:
@@ -433,8 +429,6 @@ def dump_config(cfg: Config) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> Path:
     """Write the fully resolved config to ``path`` (YAML); returns the path."""
-    from videotaf.engine.checkpoint import atomic_write_bytes  # noqa: PLC0415
-
     path = Path(path)
     atomic_write_bytes(path, dump_config(cfg).encode())
     return path

@@ -4,10 +4,11 @@
    share their salient first motion differ only in a later, quieter phase (the paper's Figure 1 situation).
 2. Train a small TSM baseline (``build("tsm", C, 8, depth=18, width=0.25)`` at a small crop) from scratch.
 3. Fine-tune it twice for the same number of epochs with the paper's protocol (LR x0.1 for the last part,
-   Sec. 4.1): ``plain`` (the equal-epoch control) and ``taf`` (Eq. 7 with TA, Eq. 6, and dual BN).
+   Sec. 4.1, :func:`videotaf.engine.finetune.finetune_config`): ``plain`` (the equal-epoch control) and ``taf``
+   (Eq. 7 with TA, Eq. 6, and dual BN).
 4. Evaluate (1 clip, centre crop): top-1, top-5, top-1 on the long-term classes, top-1 on the training split
    and the train-minus-val gap (the paper's over-fitting discussion); print them side by side and write
-   ``results.json``; with ``videotaf.analysis.figures`` available also write Grad-CAM figures (Fig. 1 / 6).
+   ``results.json``, and Grad-CAM figures (Fig. 1 / 6).
 
 Full mode is sized for about 10 minutes on 2 CPU cores, ``--quick`` for about 2 minutes (a smoke test; its
 numbers are not meaningful). The run directories under ``OUT`` are ordinary engine runs
@@ -17,16 +18,23 @@ analysis commands work on them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
+from videotaf.analysis.figures import cam_figure, cam_rows
 from videotaf.config import Config, config_from_dict
+from videotaf.data import build_dataset
+from videotaf.data.synth import synthesize
+from videotaf.engine.builders import load_model
+from videotaf.engine.evaluate import read_class_subset, split_metrics
+from videotaf.engine.finetune import finetune_config
+from videotaf.engine.train import fit_or_reuse
 
 
 @dataclass(frozen=True)
@@ -114,27 +122,7 @@ def baseline_config(size: DemoSize, data_root: str | Path, out_dir: str | Path, 
     )
 
 
-def finetune_config(base: Config, size: DemoSize, method: str, checkpoint: str | Path, out_dir: str | Path) -> Config:
-    """Fine-tuning run from ``checkpoint`` (Sec. 4.1 protocol scaled down: decay x0.1 after
-    ``finetune_decay_after`` of ``finetune_epochs``; alpha 0.7, eps 64/255, step 32/255, K 1, N = T)."""
-    return replace(
-        base,
-        model=replace(base.model, pretrained=str(checkpoint), pretrained_source="auto"),
-        optim=replace(
-            base.optim,
-            epochs=size.finetune_epochs,
-            schedule="step",
-            milestones=[size.finetune_decay_after],
-            warmup_epochs=0.0,
-        ),
-        adversarial=replace(base.adversarial, method=method),
-        runtime=replace(base.runtime, output_dir=str(out_dir)),
-    )
-
-
 def _ensure_data(root: Path, size: DemoSize, seed: int) -> Path:
-    from videotaf.data.synth import synthesize  # noqa: PLC0415
-
     wanted = dict(
         num_classes=size.classes,
         train_per_class=size.train_per_class,
@@ -151,21 +139,9 @@ def _ensure_data(root: Path, size: DemoSize, seed: int) -> Path:
     return synthesize(root, **wanted)
 
 
-def _train_accuracy(run_dir: Path, cfg: Config) -> float:
-    """Top-1 (%) of the run's final model on the training split with the test transform (centre crop)."""
-    from videotaf.data import build_dataset  # noqa: PLC0415
-    from videotaf.engine.checkpoint import load_model  # noqa: PLC0415
-    from videotaf.engine.evaluate import predict  # noqa: PLC0415
-
-    model, _ = load_model(run_dir / "checkpoints" / "last.pt")
-    ds = build_dataset(cfg.data, cfg.data.train_split, False)
-    logits, labels = predict(model, DataLoader(ds, batch_size=cfg.optim.batch_size, num_workers=0))
-    return 100.0 * (logits.argmax(1) == labels).float().mean().item()
-
-
 def _row(run_dir: Path, cfg: Config) -> dict[str, Any]:
     ev = json.loads((run_dir / "eval.json").read_text())
-    train_top1 = _train_accuracy(run_dir, cfg)
+    train_top1 = split_metrics(run_dir / "checkpoints" / "last.pt", cfg)["top1"]
     return {
         "run_dir": str(run_dir),
         "top1": ev["top1"],
@@ -193,13 +169,6 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def _cam_figures(out: Path, runs: dict[str, Path], cfg: Config, count: int = 2) -> list[str]:
-    try:
-        from videotaf.analysis.figures import cam_figure, cam_rows  # noqa: PLC0415
-    except ImportError:
-        return []
-    from videotaf.data import build_dataset  # noqa: PLC0415
-    from videotaf.engine.checkpoint import load_model  # noqa: PLC0415
-
     models = {name: load_model(path / "checkpoints" / "last.pt")[0] for name, path in runs.items()}
     ds = build_dataset(cfg.data, cfg.data.val_split, False)
     long_term = set((Path(cfg.data.root) / "long_term_classes.txt").read_text().split("\n")) - {""}
@@ -216,16 +185,21 @@ def _cam_figures(out: Path, runs: dict[str, Path], cfg: Config, count: int = 2) 
 
 
 def run_demo(
-    out: str | Path = "demo_runs", *, quick: bool = False, seed: int = 0, size: DemoSize | None = None
-) -> dict:
+    out: str | Path = "demo_runs",
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    size: DemoSize | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Run the demo into ``out`` (``data/``, ``baseline/``, ``plain/``, ``taf/``, ``results.json``).
+
+    Runs already in ``out`` with the same settings are reused (an interrupted one resumes); runs made with
+    other settings are refused unless ``overwrite``.
 
     Returns the results dict (also written to ``out/results.json``): per model top-1, top-5, long-term top-1,
     train top-1 and gap, plus timings and the sizes used.
     """
-    from videotaf.engine.evaluate import read_class_subset  # noqa: PLC0415
-    from videotaf.engine.train import fit  # noqa: PLC0415
-
     size = size or (QUICK if quick else FULL)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +223,9 @@ def run_demo(
     try:
         t = time.perf_counter()
         print(f"[demo] training the TSM baseline for {size.base_epochs} epochs", flush=True)
-        fit(base_cfg, subset_classes=subset)
+        _, what = fit_or_reuse(base_cfg, overwrite=overwrite, subset_classes=subset)
+        if what != "trained":
+            print(f"[demo] baseline: {what} {base_cfg.runtime.output_dir}", flush=True)
         timings["baseline_s"] = time.perf_counter() - t
         start = out / "baseline" / "checkpoints" / "last.pt"
         runs = {"baseline": out / "baseline"}
@@ -257,8 +233,17 @@ def run_demo(
         for method in ("plain", "taf"):
             t = time.perf_counter()
             print(f"[demo] fine-tuning with {method} for {size.finetune_epochs} epochs", flush=True)
-            cfg = finetune_config(base_cfg, size, method, start, out / method)
-            fit(cfg, subset_classes=subset)
+            cfg = finetune_config(
+                base_cfg,
+                start,
+                method,
+                epochs=size.finetune_epochs,
+                decay_after=size.finetune_decay_after,
+                output_dir=out / method,
+            )
+            _, what = fit_or_reuse(cfg, overwrite=overwrite, subset_classes=subset)
+            if what != "trained":
+                print(f"[demo] {method}: {what} {cfg.runtime.output_dir}", flush=True)
             timings[f"{method}_s"] = time.perf_counter() - t
             runs[method], cfgs[method] = out / method, cfg
         t = time.perf_counter()
@@ -287,3 +272,20 @@ def run_demo(
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"[demo] results: {out / 'results.json'}" + (f"; CAM figures: {out / 'figures'}" if figures else ""))
     return results
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``videotaf demo``."""
+    p = subparsers.add_parser(
+        "demo", help="synthetic long-term-motion data: baseline, then plain vs TAF fine-tuning, side by side"
+    )
+    p.add_argument("--quick", action="store_true", help="smaller run for smoke tests (~2 min on 2 cores)")
+    p.add_argument("--out", type=Path, default=Path("demo_runs"), help="output directory (default demo_runs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace demo runs made with other settings")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    run_demo(args.out, quick=args.quick, seed=args.seed, overwrite=args.overwrite)
+    return 0

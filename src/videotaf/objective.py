@@ -21,6 +21,11 @@ K = 1 a TAF step is: the clean forward (1), one input-only backward for the atta
 the head for the Grad-CAM weights), then one backward of the summed loss through the clean and the adversarial
 graphs (2 + 2) after the adversarial forward (1): about 7/3 of a plain step; each further PGD step adds a forward
 and an input backward (11/3 at K = 3). A single backward also means DDP reduces gradients once per step.
+
+The first PGD step is :meth:`videotaf.attack.ProjectedGradientAscent.first_step` in both schedules; the fused
+one asks it to run the training forward. A random start (``random_start=True``, off in the paper) attacks from
+a point other than the clean clip, so nothing can be shared: :func:`build_objective` then builds the naive
+schedule, and ``Objective(fused=True)`` with such an attack raises.
 """
 
 from __future__ import annotations
@@ -28,16 +33,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation, _ProjectedGradientAscent
+from videotaf.attack import (
+    CrossEntropyAugmentation,
+    ProjectedGradientAscent,
+    TAOptions,
+    TemporalAdversarialAugmentation,
+)
 from videotaf.bn import adversarial_path
-from videotaf.cam import unwrap
+from videotaf.models.base import split_output, unwrap
 
-METHODS = ("plain", "ce_adv", "advprop", "taf")
+Method = Literal["plain", "ce_adv", "advprop", "taf"]
+METHODS: tuple[Method, ...] = get_args(Method)
 
 
 @dataclass
@@ -54,17 +66,19 @@ class StepOutput:
 
 
 def model_loss(
-    model: nn.Module, logits: torch.Tensor, labels: torch.Tensor
+    model: nn.Module, logits: torch.Tensor, aux_logits: torch.Tensor | None, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The model's training loss for its latest forward: CE, plus the weighted auxiliary-head CE if it has one.
+    """The model's training loss for one forward: CE, plus the weighted auxiliary-head CE if it has one.
+
+    Args:
+        model: the model (possibly wrapped); its ``aux_loss_weight`` weights the auxiliary CE.
+        logits: ``(B, classes)``; aux_logits: ``(B, classes)`` or None; labels: ``(B,)``.
 
     Returns:
         ``(total, aux)`` where ``aux`` is the unweighted auxiliary CE or None.
     """
     loss = F.cross_entropy(logits.float(), labels)
-    inner = unwrap(model)
-    aux_logits = getattr(inner, "aux_logits", None)
-    weight = float(getattr(inner, "aux_loss_weight", 0.0) or 0.0)
+    weight = float(getattr(unwrap(model), "aux_loss_weight", 0.0) or 0.0)
     if aux_logits is None or weight == 0.0:
         return loss, None
     aux = F.cross_entropy(aux_logits.float(), labels)
@@ -75,7 +89,9 @@ class Objective:
     """One training step of Eq. (7) (or of an ablation) including its backward pass.
 
     Args:
-        attack_factory: builds the attack for a model (``None`` for plain training).
+        method: one of :data:`METHODS` (recorded; the behaviour follows from the other arguments).
+        attack: the adversarial augmentation (``None`` for plain training); used through
+            :meth:`~videotaf.attack.ProjectedGradientAscent.first_step` with the model given to :meth:`step`.
         alpha: weight of the clean loss in Eq. (7) (paper: 0.7).
         dual_bn: route adversarial clips through the auxiliary BatchNorm (``videotaf.bn``); the caller converts
             the model with ``convert_dual_bn`` before building the optimiser.
@@ -85,29 +101,21 @@ class Objective:
 
     def __init__(
         self,
-        method: str,
-        attack_factory: Callable[[nn.Module], _ProjectedGradientAscent] | None,
+        method: Method,
+        attack: ProjectedGradientAscent | None,
         alpha: float = 0.7,
         dual_bn: bool = False,
         fused: bool = True,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if fused and attack is not None and attack.random_start:
+            raise ValueError("a random-start attack cannot share the clean forward pass; use fused=False")
         self.method = method
-        self.attack_factory = attack_factory
+        self.attack = attack
         self.alpha = float(alpha)
         self.needs_dual_bn = bool(dual_bn)
         self.fused = fused
-        self._attacks: dict[int, _ProjectedGradientAscent] = {}
-
-    def attack_for(self, model: nn.Module) -> _ProjectedGradientAscent | None:
-        """The attack bound to ``model`` (built once per model)."""
-        if self.attack_factory is None:
-            return None
-        key = id(unwrap(model))
-        if key not in self._attacks:
-            self._attacks[key] = self.attack_factory(model)
-        return self._attacks[key]
 
     def step(
         self,
@@ -127,35 +135,31 @@ class Objective:
 
         Call ``optimizer.zero_grad()`` before and ``optimizer.step()`` after.
         """
-        backward = backward or (lambda loss: loss.backward())
-        attack = self.attack_for(model)
+        run_backward = backward or _plain_backward
+        attack = self.attack
         if attack is None:
-            logits = model(clips)
-            loss, aux = model_loss(model, logits, labels)
-            backward(loss)
+            logits, aux_logits = split_output(model(clips))
+            loss, aux = model_loss(model, logits, aux_logits, labels)
+            run_backward(loss)
             return StepOutput(loss.detach(), loss.detach(), None, _d(aux), logits.detach(), None, None)
 
         x0 = clips.detach()
-        if self.fused and not attack.random_start:
-            x = x0.clone().requires_grad_(True)
-            # Through ``model`` itself (DDP included): this forward is also the clean path of the loss.
-            logits, features = attack.forward_with_features(model, x)
-            loss_clean, aux = model_loss(model, logits, labels)
-            targets = attack.targets(logits.detach(), labels)
-            grad = attack.input_gradient(x, logits, features, labels, targets, retain_graph=True)
-            adv = attack.ascend(x, x0, grad)
+        if self.fused:
+            # Through ``model`` itself (DDP included): the attack's first forward is also the clean path of the loss.
+            first = attack.first_step(model, x0, labels, training_forward=True)
+            logits, aux_logits, adv = first.clean.logits, first.clean.aux_logits, first.adv
             if attack.steps > 1:
-                adv = attack.continue_from(adv, x0, labels, targets, attack.steps - 1)
+                adv = attack.continue_from(model, adv, x0, labels, first.targets, attack.steps - 1)
         else:
-            adv = attack(x0, labels)
-            logits = model(x0)
-            loss_clean, aux = model_loss(model, logits, labels)
+            adv = attack.run(model, x0, labels)
+            logits, aux_logits = split_output(model(x0))
+        loss_clean, aux = model_loss(model, logits, aux_logits, labels)
 
         with adversarial_path(unwrap(model)) if self.needs_dual_bn else nullcontext():
-            logits_adv = model(adv)
-            loss_adv, _ = model_loss(model, logits_adv, labels)
+            logits_adv, aux_adv = split_output(model(adv))
+            loss_adv, _ = model_loss(model, logits_adv, aux_adv, labels)
         loss = self.alpha * loss_clean + (1.0 - self.alpha) * loss_adv
-        backward(loss)
+        run_backward(loss)
         return StepOutput(
             loss.detach(),
             loss_clean.detach(),
@@ -165,6 +169,10 @@ class Objective:
             logits_adv.detach(),
             adv.detach(),
         )
+
+
+def _plain_backward(loss: torch.Tensor) -> None:
+    loss.backward()
 
 
 def _d(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -180,29 +188,38 @@ def build_objective(
     steps: int = 1,
     num_nonkey: int | None = None,
     random_start: bool = False,
-    fused: bool = True,
+    fused: bool | None = None,
     generator: torch.Generator | None = None,
-    **ta_options: object,
+    ta: TAOptions | None = None,
 ) -> Objective:
     """The objective of a fine-tuning method (see the module docstring); paper defaults.
 
-    ``ta_options`` go to :class:`~videotaf.attack.TemporalAdversarialAugmentation` (``score``, ``cam_norm``,
-    ``relu``, ``target_rule``, ``second_order``) and are only accepted for ``method="taf"``.
+    Args:
+        method: ``plain``, ``ce_adv``, ``advprop`` or ``taf`` (:data:`METHODS`).
+        alpha: Eq. (7)'s weight of the clean loss. eps, step_size, steps: the PGD budget of Eq. (6).
+        num_nonkey: N of Eq. (4)-(5) (TA only; ``None`` = all frames).
+        random_start: start PGD from a random point of the eps-ball (forces the naive schedule).
+        fused: share the clean forward with the attack; default: whenever the attack allows it.
+        generator: for TA's random target labels and the random start.
+        ta: TA's readings of the paper (:class:`~videotaf.attack.TAOptions`); only for ``method="taf"``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    if ta_options and method != "taf":
-        raise ValueError(f"options {sorted(ta_options)} only apply to method 'taf', not {method!r}")
+    if ta is not None and method != "taf":
+        raise ValueError(f"TA options only apply to method 'taf', not {method!r}")
     if method == "plain":
-        return Objective(method, None, alpha=1.0)
-
-    def make_ce(model: nn.Module) -> _ProjectedGradientAscent:
-        return CrossEntropyAugmentation(model, eps, step_size, steps, random_start, generator)
-
-    def make_ta(model: nn.Module) -> _ProjectedGradientAscent:
-        return TemporalAdversarialAugmentation(
-            model, eps, step_size, steps, num_nonkey, random_start, generator=generator, **ta_options
+        return Objective("plain", None, alpha=1.0)
+    attack: ProjectedGradientAscent
+    if method == "taf":
+        attack = TemporalAdversarialAugmentation(
+            None, eps, step_size, steps, num_nonkey, random_start, options=ta, generator=generator
         )
-
-    factory = make_ta if method == "taf" else make_ce
-    return Objective(method, factory, alpha=alpha, dual_bn=method in ("advprop", "taf"), fused=fused)
+    else:
+        attack = CrossEntropyAugmentation(None, eps, step_size, steps, random_start, generator)
+    return Objective(
+        cast(Method, method),
+        attack,
+        alpha=alpha,
+        dual_bn=method in ("advprop", "taf"),
+        fused=not random_start if fused is None else fused,
+    )

@@ -22,6 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation
+from videotaf.cam import temporal_gradcam
+
 __all__ = [
     "normalized_entropy",
     "weakest_share",
@@ -146,8 +149,6 @@ def analyze_attention(
         attack, ``{"metrics": ..., "shift": {"l1", "tv", "entropy_change", "nonkey_gain"} -> {"mean", "std"},
         "top1": accuracy on attacked clips, "mean_profile": ...}``.
     """
-    from videotaf.cam import temporal_gradcam  # noqa: PLC0415
-
     if cam_target not in ("pred", "label", "own"):
         raise ValueError(f"cam_target must be 'pred', 'label' or 'own', got {cam_target!r}")
     if device is None:
@@ -157,8 +158,6 @@ def analyze_attention(
     was_training = model.training
     model.eval()
     if attacks is None:
-        from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation  # noqa: PLC0415
-
         attacks = {
             "ta": TemporalAdversarialAugmentation(model, eps=eps, step_size=step_size, steps=steps),
             "ce": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),

@@ -24,6 +24,18 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.utils.data import DataLoader
+
+from videotaf.analysis.attention import analyze_attention
+from videotaf.analysis.corruptions import SEVERITIES
+from videotaf.analysis.figures import cam_figure, cam_rows
+from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
+from videotaf.analysis.report import build_report
+from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
+from videotaf.config import apply_overrides, config_from_dict, load_config
+from videotaf.engine.builders import load_model
+
 __all__ = ["register"]
 
 
@@ -72,16 +84,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _device(text: str) -> Any:
-    import torch  # noqa: PLC0415
-
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(text)
 
 
 def _load_models(paths: list[Path], names: list[str] | None, device: Any) -> tuple[dict[str, Any], list[dict]]:
-    from videotaf.engine.checkpoint import load_model  # noqa: PLC0415
-
     if names and len(names) != len(paths):
         raise SystemExit(f"error: {len(names)} --name values for {len(paths)} checkpoints")
     models: dict[str, Any] = {}
@@ -105,8 +113,6 @@ def _checkpoint_name(path: Path) -> str:
 
 
 def _config(args: argparse.Namespace, saved: dict[str, Any]) -> Any:
-    from videotaf.config import apply_overrides, config_from_dict, load_config  # noqa: PLC0415
-
     overrides = list(args.overrides)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
@@ -116,10 +122,6 @@ def _config(args: argparse.Namespace, saved: dict[str, Any]) -> Any:
 
 
 def _loader(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] | None]:
-    from torch.utils.data import DataLoader  # noqa: PLC0415
-
-    from videotaf.analysis.inputs import class_names, eval_dataset  # noqa: PLC0415
-
     dataset = eval_dataset(cfg, args.split)
     workers = args.workers
     if workers is None:
@@ -144,8 +146,6 @@ def _limit(loader: Any, max_clips: int | None) -> Any:
 
 # ----------------------------------------------------------------------------------------- robustness
 def _cmd_robustness(args: argparse.Namespace) -> int:
-    from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness  # noqa: PLC0415
-
     corruptions = resolve_corruptions(args.corruptions)
     device = _device(args.device)
     models, cfgs = _load_models(args.checkpoint, args.name, device)
@@ -169,8 +169,6 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- analyze
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from videotaf.analysis.attention import analyze_attention  # noqa: PLC0415
-
     device = _device(args.device)
     models, cfgs = _load_models(args.checkpoint, args.name, device)
     loader, _ = _loader(args, _config(args, cfgs[0]))
@@ -199,9 +197,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- cam
 def _cmd_cam(args: argparse.Namespace) -> int:
-    from videotaf.analysis.figures import cam_figure, cam_rows  # noqa: PLC0415
-    from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip  # noqa: PLC0415
-
     device = _device(args.device)
     paths = [args.checkpoint] + list(args.compare)
     models, cfgs = _load_models(paths, args.name, device)
@@ -247,8 +242,6 @@ def _cmd_cam(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- report
 def _cmd_report(args: argparse.Namespace) -> int:
-    from videotaf.analysis.report import build_report  # noqa: PLC0415
-
     long_term = None
     if args.long_term is not None:
         if not args.long_term.is_file():
@@ -278,9 +271,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _report_cams(args: argparse.Namespace, work: Path) -> list[Path]:
     """CAM figures of the first ``--cam-examples`` dataset items for the runs' best (else last) checkpoints."""
-    from videotaf.analysis.figures import cam_figure, cam_rows  # noqa: PLC0415
-    from videotaf.analysis.inputs import class_names, eval_dataset  # noqa: PLC0415
-
     ckpts = []
     for run in args.runs:
         for name in ("best.pt", "last.pt"):
@@ -311,8 +301,6 @@ def _add_attack_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``robustness``, ``analyze``, ``cam`` and ``report``; each sets ``func(args) -> int``."""
-    from videotaf.analysis.corruptions import SEVERITIES  # noqa: PLC0415
-
     p = subparsers.add_parser(
         "robustness",
         help="top-1/top-5 under common corruptions (Table 3), mPC and rPC, checkpoints side by side",

@@ -26,7 +26,14 @@ import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from torch import nn
+
+from videotaf.attack import (
+    CrossEntropyAugmentation,
+    TemporalAdversarialAugmentation,
+)
+from videotaf.cam import temporal_gradcam
 
 __all__ = [
     "CamRow",
@@ -216,8 +223,6 @@ def cam_rows(
     ``target``: the class explained, ``"pred"`` (each model's clean prediction, kept for its adversarial rows)
     or ``"label"`` (needs ``label``). Adversarial attacks need a label; without one the clean prediction is used.
     """
-    from videotaf.cam import temporal_gradcam  # noqa: PLC0415
-
     if clip.dim() != 4 or clip.shape[1] != 3:
         raise ValueError(f"cam_rows: clip must be (T, 3, H, W), got {tuple(clip.shape)}")
     if target not in ("pred", "label"):
@@ -245,11 +250,6 @@ def cam_rows(
                 res = temporal_gradcam(model, x, targets=tgt, score=score)
                 rows.append(CamRow(name, clip, res.cams_norm[0].cpu(), res.frame_scores[0].cpu(), describe(res.logits)))
                 if adversarial:
-                    from videotaf.attack import (  # noqa: PLC0415
-                        CrossEntropyAugmentation,
-                        TemporalAdversarialAugmentation,
-                    )
-
                     y = (
                         tgt
                         if tgt is not None
@@ -449,7 +449,6 @@ def classwise_figure(
     ax.set_xlim(-1, n)
     if title:
         ax.set_title(title)
-    from matplotlib.patches import Patch  # noqa: PLC0415
 
     handles = [Patch(color=OTHER_COLOR, label="other classes")]
     if any(data["long_term"]):

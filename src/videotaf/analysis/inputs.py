@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from videotaf.data import DataConfig, build_dataset
+from videotaf.data.decode import decode_video_frames, video_frame_count
+
 __all__ = ["load_video_clip", "test_indices", "eval_dataset", "class_names"]
 
 
@@ -27,34 +30,6 @@ def test_indices(num_video_frames: int, num_frames: int) -> list[int]:
         raise ValueError(f"video has {num_video_frames} frames; need at least 1")
     tick = num_video_frames / num_frames
     return [min(num_video_frames - 1, int(tick / 2 + tick * k)) for k in range(num_frames)]
-
-
-def _decode_pyav(path: Path, indices: list[int]) -> np.ndarray:
-    import av  # noqa: PLC0415
-
-    wanted = set(indices)
-    last = max(wanted)
-    got: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as container:
-        for pos, frame in enumerate(container.decode(video=0)):
-            if pos in wanted:
-                got[pos] = frame.to_ndarray(format="rgb24")
-            if pos >= last:
-                break
-    missing = sorted(wanted - set(got))
-    if missing:
-        raise ValueError(f"{path}: stream ended before frame {missing[0]}")
-    return np.stack([got[i] for i in indices])
-
-
-def _count_pyav(path: Path) -> int:
-    import av  # noqa: PLC0415
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        if stream.frames:
-            return int(stream.frames)
-        return sum(1 for p in container.demux(stream) if p.size)
 
 
 def _read_frames(path: Path, num_frames: int) -> np.ndarray:
@@ -73,11 +48,6 @@ def _read_frames(path: Path, num_frames: int) -> np.ndarray:
         return np.stack(frames)
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
-    try:
-        from videotaf.data.decode import decode_video_frames, video_frame_count  # noqa: PLC0415
-    except ImportError:
-        n = _count_pyav(path)
-        return _decode_pyav(path, test_indices(n, num_frames))
     n = video_frame_count(path)
     return decode_video_frames(path, test_indices(n, num_frames))
 
@@ -116,8 +86,6 @@ def load_video_clip(path: str | Path, num_frames: int, crop_size: int = 224, sca
 def eval_dataset(cfg: Any, split: str | None = None) -> Any:
     """The evaluation dataset (1 clip per video, test transforms) of a config (:class:`videotaf.config.Config`
     or its dict form) via ``videotaf.data.build_dataset``."""
-    from videotaf.data import DataConfig, build_dataset  # noqa: PLC0415
-
     data = cfg.data if hasattr(cfg, "data") else cfg.get("data")
     if data is None:
         raise ValueError("the config has no 'data' section; pass --config with one")

@@ -21,7 +21,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from videotaf.analysis.corruptions import CORRUPTIONS, PAPER_CORRUPTIONS, SEVERITIES, corrupt
+from videotaf.analysis.corruptions import (
+    CORRUPTIONS,
+    IMAGENET_C_CORRUPTIONS,
+    PAPER_CORRUPTIONS,
+    SEVERITIES,
+    TEMPORAL_CORRUPTIONS,
+    corrupt,
+)
 
 __all__ = [
     "evaluate_robustness",
@@ -37,8 +44,6 @@ FORMAT = "videotaf-robustness"
 
 def resolve_corruptions(names: Sequence[str] | None) -> list[str]:
     """Expand aliases: ``paper`` (Table 3), ``imagenet-c``, ``temporal``, ``all``; check every name."""
-    from videotaf.analysis.corruptions import IMAGENET_C_CORRUPTIONS, TEMPORAL_CORRUPTIONS  # noqa: PLC0415
-
     if not names:
         return list(PAPER_CORRUPTIONS)
     aliases = {

@@ -1,4 +1,5 @@
-"""Build the pieces of a run from its config: model (with initial weights) and datasets.
+"""Build the pieces of a run from its config: model (with initial weights), datasets, and a model back from its
+checkpoint (:func:`load_model`).
 
 ``model.name`` is a registry name (``videotaf.models.build``) or ``"package.module:factory"`` for a model
 outside the registry; the factory takes ``(num_classes, num_frames, **options)``.
@@ -17,6 +18,17 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from videotaf.config import Config, ModelConfig
+from videotaf.data import build_dataset
+from videotaf.engine.checkpoint import (
+    EXPORT_FORMAT,
+    FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    model_state_from_file,
+    strip_aux_keys,
+)
+from videotaf.models import build
+from videotaf.models.weights import load_pretrained
 
 
 def _model_cfg_dict(model_cfg: ModelConfig | dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +54,6 @@ def build_model(model_cfg: ModelConfig | dict[str, Any], *, load_weights: bool =
             raise ValueError(f"model.name={name!r}: cannot import {attr!r} from {module_name!r}: {exc}") from exc
         model = factory(num_classes=m["num_classes"], num_frames=m["num_frames"], **options)
     else:
-        from videotaf.models import build  # noqa: PLC0415
-
         model = build(name, m["num_classes"], m["num_frames"], **options)
     if load_weights and m.get("pretrained"):
         load_initial_weights(model, m["pretrained"], m.get("pretrained_source", "auto"))
@@ -53,14 +63,6 @@ def build_model(model_cfg: ModelConfig | dict[str, Any], *, load_weights: bool =
 def load_initial_weights(model: nn.Module, path: str | Path, source: str = "auto") -> None:
     """Load a full set of weights before training: an engine checkpoint / export (auxiliary BN dropped, strict),
     else an official checkpoint through ``videotaf.models.weights.load_pretrained``."""
-    from videotaf.engine.checkpoint import (  # noqa: PLC0415
-        EXPORT_FORMAT,
-        FORMAT,
-        CheckpointError,
-        load_checkpoint,
-        strip_aux_keys,
-    )
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model.pretrained: checkpoint not found: {path}")
@@ -83,9 +85,35 @@ def load_initial_weights(model: nn.Module, path: str | Path, source: str = "auto
                 f"{path}: weights do not fit the configured model: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
         return
-    from videotaf.models.weights import load_pretrained  # noqa: PLC0415
-
     load_pretrained(model, str(path), source=source)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in ``path`` (a checkpoint or an export) for inference.
+
+    Returns ``(model, cfg_dict)``: the model in eval mode, auxiliary BN stripped, main-path weights loaded
+    strictly; ``cfg_dict`` is the resolved config saved with it.
+    """
+    obj = load_checkpoint(path, map_location=map_location)
+    state = strip_aux_keys(model_state_from_file(obj, path))
+    cfg_dict = obj.get("config") or {}
+    if "model" not in cfg_dict:
+        raise CheckpointError(f"{path}: has no config.model section; cannot rebuild the model")
+    model = build_model(cfg_dict["model"], load_weights=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even with strict=False
+        raise CheckpointError(
+            f"{path}: weights do not match model {cfg_dict['model'].get('name')!r}: {str(exc)[:500]}"
+        ) from exc
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match model {cfg_dict['model'].get('name')!r}: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    model.eval()
+    return model, cfg_dict
 
 
 def apply_channels_last(model: nn.Module) -> nn.Module:
@@ -129,8 +157,6 @@ def skipped_count(dataset: Dataset) -> int | None:
 def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     """``(train, val, class_names)``: ``videotaf.data.build_dataset`` on ``data.train_split`` (training
     transforms) and ``data.val_split`` (1 clip, centre crop)."""
-    from videotaf.data import build_dataset  # noqa: PLC0415
-
     if cfg.data.num_frames != cfg.model.num_frames:
         raise ValueError(f"data.num_frames={cfg.data.num_frames} differs from model.num_frames={cfg.model.num_frames}")
     train = build_dataset(cfg.data, cfg.data.train_split, True)

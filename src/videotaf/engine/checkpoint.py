@@ -11,19 +11,15 @@ A training checkpoint is a dict of tensors and primitive containers only, so tha
     epoch:      epochs completed; step: optimizer steps done in total; epoch_step: steps done in ``epoch``
     best_metric: float | None; config: the resolved config (nested dict)
 
-Writes go to a temporary file in the destination directory, are flushed and fsync'ed, then ``os.replace``-d
-over the destination, and the directory is fsync'ed: a crash leaves either the old or the new file, never a
-half-written one.
+Writes go through :func:`videotaf.io.atomic_write`: a crash leaves either the old or the new file, never a
+half-written one. Rebuilding a model from a checkpoint is :func:`videotaf.engine.builders.load_model`.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,62 +28,17 @@ import torch
 from torch import nn
 
 from videotaf.bn import has_dual_bn
-from videotaf.cam import unwrap
+from videotaf.errors import VideotafError
+from videotaf.io import atomic_torch_save
+from videotaf.models.base import unwrap
 
 FORMAT = "videotaf-checkpoint"
 EXPORT_FORMAT = "videotaf-weights"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(VideotafError, RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or not a videotaf checkpoint; names the file."""
-
-
-# --------------------------------------------------------------------------------------------------- writing
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Atomically replace ``path`` with ``data``."""
-    return atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` through :func:`atomic_write`."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 # --------------------------------------------------------------------------------------------------- RNG
@@ -202,41 +153,6 @@ def model_state_from_file(obj: dict[str, Any], path: str | Path = "<checkpoint>"
         f"{path}: not a videotaf checkpoint (format={fmt!r}); official checkpoints are read by "
         "videotaf.models.weights.load_pretrained"
     )
-
-
-def build_model_from_config(cfg_dict: dict[str, Any]) -> nn.Module:
-    """Build the (randomly initialised) model described by the ``model`` section of a config dict."""
-    from videotaf.engine.builders import build_model  # noqa: PLC0415
-
-    return build_model(cfg_dict["model"], load_weights=False)
-
-
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model stored in ``path`` (a checkpoint or an export) for inference.
-
-    Returns ``(model, cfg_dict)``: the model in eval mode, auxiliary BN stripped, main-path weights loaded
-    strictly; ``cfg_dict`` is the resolved config saved with it.
-    """
-    obj = load_checkpoint(path, map_location=map_location)
-    state = strip_aux_keys(model_state_from_file(obj, path))
-    cfg_dict = obj.get("config") or {}
-    if "model" not in cfg_dict:
-        raise CheckpointError(f"{path}: has no config.model section; cannot rebuild the model")
-    model = build_model_from_config(cfg_dict)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches raise even with strict=False
-        raise CheckpointError(
-            f"{path}: weights do not match model {cfg_dict['model'].get('name')!r}: {str(exc)[:500]}"
-        ) from exc
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match model {cfg_dict['model'].get('name')!r}: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )
-    model.eval()
-    return model, cfg_dict
 
 
 def export(path: str | Path, out: str | Path) -> Path:

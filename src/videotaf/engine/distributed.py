@@ -21,6 +21,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
+from videotaf.bn import bn_buffers
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -95,7 +97,6 @@ def sync_bn_buffers(model: nn.Module) -> None:
     """Average the running mean/variance of every BatchNorm (aux included, ``videotaf.bn.bn_buffers``)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
-    from videotaf.bn import bn_buffers  # noqa: PLC0415
 
     world = dist.get_world_size()
     buffers = bn_buffers(model)

@@ -20,8 +20,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
+from videotaf.config import Config
+from videotaf.data import build_dataset
+from videotaf.engine.builders import class_names_of, load_model
 from videotaf.engine.distributed import gather_tensors
+from videotaf.io import atomic_write_bytes
 
 
 def read_class_subset(path: str | Path, class_names: Sequence[str]) -> list[str]:
@@ -152,7 +157,6 @@ def evaluate(
 
 def write_results(results: dict[str, Any], path: str | Path) -> Path:
     """Write ``results`` as indented JSON (atomically); NaN becomes null."""
-    from videotaf.engine.checkpoint import atomic_write_bytes  # noqa: PLC0415
 
     def clean(v: Any) -> Any:
         if isinstance(v, float) and v != v:
@@ -164,3 +168,13 @@ def write_results(results: dict[str, Any], path: str | Path) -> Path:
         return v
 
     return atomic_write_bytes(Path(path), (json.dumps(clean(results), indent=2) + "\n").encode())
+
+
+def split_metrics(checkpoint: str | Path, cfg: Config, split: str | None = None) -> dict[str, Any]:
+    """:func:`compute_metrics` of the model in ``checkpoint`` on a split of ``cfg.data`` with the test transform
+    (1 clip, centre crop), on the CPU. ``split`` defaults to the training split: its top-1 against the
+    validation top-1 is the over-fitting gap the paper discusses (Sec. 3.1)."""
+    model, _ = load_model(checkpoint)
+    ds = build_dataset(cfg.data, split or cfg.data.train_split, False)
+    logits, labels = predict(model, DataLoader(ds, batch_size=cfg.optim.batch_size, num_workers=0))
+    return compute_metrics(logits, labels, class_names_of(ds, cfg.model.num_classes))

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from videotaf.cam import unwrap
 from videotaf.config import OptimConfig
+from videotaf.models.base import unwrap
 
 _NORM_TYPES: tuple[type, ...] = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 if hasattr(nn.modules.instancenorm, "_InstanceNorm"):

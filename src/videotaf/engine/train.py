@@ -1,7 +1,9 @@
 """The training loop: baseline training and TAF / AdvProp / CE-adversarial / plain fine-tuning (Sec. 3.3, 4.1).
 
-Read top to bottom: :func:`train_one_epoch` runs the optimisation steps of one epoch, :func:`fit` builds
-everything from a :class:`~videotaf.config.Config` and runs the epochs (resume, evaluation, checkpoints, logs).
+Read top to bottom: :func:`train_one_epoch` runs the optimisation steps of one epoch; :func:`fit` builds the
+loaders (:func:`build_loaders`) and the model, objective and optimiser (:func:`build_training`), restores an
+interrupted run (:func:`restore`), then runs the epochs (:func:`run_epoch`), evaluates, checkpoints and logs
+each one (:func:`epoch_record`). What changes from step to step is one :class:`RunState`.
 
 One step (``train_one_epoch``)::
 
@@ -29,6 +31,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from videotaf.bn import convert_dual_bn
 from videotaf.config import Config, config_to_dict, save_config
 from videotaf.engine import checkpoint as ckpt_mod
 from videotaf.engine.allocator import keep_freed_memory
@@ -54,14 +58,51 @@ from videotaf.engine.distributed import (
 )
 from videotaf.engine.evaluate import compute_metrics, predict, write_results
 from videotaf.engine.logs import MetricsLogger, Progress, log
-from videotaf.engine.optim import base_lr, build_optimizer, build_scheduler
-
-# Sums kept per epoch (and in mid-epoch checkpoints): loss*n, loss_clean*n, loss_adv*n, correct, n, seconds.
-_SUMS = ("loss", "loss_clean", "loss_adv", "correct", "clips", "seconds")
+from videotaf.engine.optim import base_lr, build_optimizer, build_scheduler, lr_factor
+from videotaf.engine.runs import prepare_run_dir, run_status, same_config
+from videotaf.errors import RunExistsError
+from videotaf.io import remove_stale_temporaries
+from videotaf.objective import Objective, build_objective
 
 
 class TrainingInterrupted(Exception):
     """SIGTERM/SIGINT arrived; ``last.pt`` was written at the step boundary (``--resume`` continues)."""
+
+
+@dataclass
+class EpochSums:
+    """Running sums of one epoch on one process (also saved in mid-epoch checkpoints as a float64 tensor)."""
+
+    loss: float = 0.0  # sum over clips of the step loss (Eq. 7)
+    loss_clean: float = 0.0
+    loss_adv: float = 0.0
+    correct: float = 0.0  # clean-path top-1 hits
+    clips: float = 0.0
+    seconds: float = 0.0
+
+    def as_tensor(self) -> torch.Tensor:
+        return torch.tensor(
+            [self.loss, self.loss_clean, self.loss_adv, self.correct, self.clips, self.seconds], dtype=torch.float64
+        )
+
+    @classmethod
+    def from_tensor(cls, t: torch.Tensor) -> EpochSums:
+        return cls(*(float(v) for v in t.to(torch.float64).tolist()))
+
+    def add(self, other: EpochSums) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what a checkpoint restores and every step advances."""
+
+    epoch: int = 0  # epochs completed
+    epoch_step: int = 0  # optimizer steps done in the current epoch
+    step: int = 0  # optimizer steps in total
+    best: float | None = None  # best validation top-1 so far
+    sums: EpochSums = field(default_factory=EpochSums)  # of the current epoch
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -90,7 +131,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def train_one_epoch(
     model: nn.Module,
-    objective: Any,
+    objective: Objective,
     loader: Iterable,
     optimizer: torch.optim.Optimizer,
     *,
@@ -99,23 +140,23 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     amp: bool = False,
     clip_grad_norm: float | None = None,
-    sums: torch.Tensor | None = None,
+    sums: EpochSums | None = None,
     progress: Progress | None = None,
-    on_step: Callable[[torch.Tensor], None] | None = None,
+    on_step: Callable[[EpochSums], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> torch.Tensor:
+) -> EpochSums:
     """Optimise over ``loader`` of ``(clips (B,T,3,H,W), labels (B,))`` once with ``objective.step`` (Eq. 7).
 
-    Returns this process's running sums (see ``_SUMS``; float64, continued from ``sums`` when resuming
-    mid-epoch). ``on_step(sums)`` runs after every optimizer step (checkpointing); when ``should_stop()``
-    turns true the epoch ends early after the current step.
+    Returns this process's running sums, continued from ``sums`` (updated in place) when resuming mid-epoch.
+    ``on_step(sums)`` runs after every optimizer step (checkpointing); when ``should_stop()`` turns true the
+    epoch ends early after the current step.
     """
     model.train()
-    sums = torch.zeros(len(_SUMS), dtype=torch.float64) if sums is None else sums.clone()
+    sums = EpochSums() if sums is None else sums
     use_scaler = scaler is not None and scaler.is_enabled()
 
     def backward(loss: torch.Tensor) -> None:
-        (scaler.scale(loss) if use_scaler else loss).backward()
+        (scaler.scale(loss) if use_scaler and scaler is not None else loss).backward()
 
     t_last = time.perf_counter()
     for clips, labels in loader:
@@ -124,11 +165,11 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, enabled=amp):
             out = objective.step(model, clips, labels, backward=backward)
-        if use_scaler:
+        if use_scaler and scaler is not None:
             scaler.unscale_(optimizer)
         if clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-        if use_scaler:
+        if use_scaler and scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
@@ -141,12 +182,10 @@ def train_one_epoch(
         correct = (out.logits_clean.argmax(1) == labels).sum().item()
         adv = out.loss_adv.item() if out.loss_adv is not None else 0.0
         now = time.perf_counter()
-        sums += torch.tensor(
-            [out.loss.item() * n, out.loss_clean.item() * n, adv * n, correct, n, now - t_last], dtype=torch.float64
-        )
+        sums.add(EpochSums(out.loss.item() * n, out.loss_clean.item() * n, adv * n, correct, n, now - t_last))
         t_last = now
         if progress is not None:
-            values = {"loss": out.loss.item(), "lr": lr}
+            values: dict[str, float] = {"loss": out.loss.item(), "lr": lr}
             if out.loss_adv is not None:
                 values["loss_adv"] = adv
             progress.update(**values)
@@ -185,10 +224,233 @@ class _StopFlag:
 DatasetsFn = Callable[[Config], tuple[Dataset, Dataset, list[str]]]
 
 
+@dataclass
+class Loaders:
+    """The data side of a run: datasets, their loaders and the resumable order of the training set."""
+
+    train_set: Dataset
+    class_names: list[str]
+    train: DataLoader
+    val: DataLoader
+    sampler: ResumableSampler
+    generator: torch.Generator  # reseeded per epoch: the worker seeds derive from it
+    batch: int  # per process
+    steps_per_epoch: int
+
+
+def build_loaders(cfg: Config, info: DistInfo, datasets_fn: DatasetsFn | None = None) -> Loaders:
+    """Datasets and loaders; the per-process batch is ``optim.batch_size / world_size``."""
+    oc, rt = cfg.optim, cfg.runtime
+    if oc.batch_size % info.world_size:
+        raise ValueError(f"optim.batch_size={oc.batch_size} is not divisible by the {info.world_size} processes")
+    batch = oc.batch_size // info.world_size
+    train_set, val_set, class_names = (datasets_fn or build_datasets)(cfg)
+    if len(train_set) < oc.batch_size:  # type: ignore[arg-type]
+        raise ValueError(
+            f"the training set has {len(train_set)} clips, fewer than one batch (optim.batch_size={oc.batch_size})"  # type: ignore[arg-type]
+        )
+    sampler = ResumableSampler(len(train_set), shuffle=True, seed=rt.seed, num_replicas=info.world_size, rank=info.rank)  # type: ignore[arg-type]
+    generator = torch.Generator()
+    loader_kw: dict[str, Any] = dict(
+        num_workers=cfg.data.num_workers,
+        pin_memory=cfg.data.pin_memory and info.device.type == "cuda",
+        worker_init_fn=_seed_worker,
+        persistent_workers=False,
+    )
+    train = DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=True, generator=generator, **loader_kw)
+    val = DataLoader(
+        val_set,
+        batch_size=batch,
+        sampler=ShardSampler(len(val_set), info.world_size, info.rank),  # type: ignore[arg-type]
+        generator=torch.Generator().manual_seed(rt.seed),
+        **loader_kw,
+    )
+    return Loaders(train_set, class_names, train, val, sampler, generator, batch, sampler.per_rank // batch)
+
+
+@dataclass
+class Training:
+    """The optimisation side of a run."""
+
+    model: nn.Module  # the model itself (dual BN converted, on its device)
+    ddp_model: nn.Module  # what the steps call: ``model`` or its DDP wrapper
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp: bool
+
+
+def build_training(cfg: Config, info: DistInfo, steps_per_epoch: int, *, load_weights: bool) -> Training:
+    """Weights -> SyncBN -> dual BN -> device -> optimizer (so the auxiliary BN is optimised); DDP is wrapped last
+    by :func:`fit`, after a checkpoint is restored."""
+    ac, rt = cfg.adversarial, cfg.runtime
+    device = info.device
+    # Mixed precision (fp16 autocast + GradScaler) is a CUDA feature here; on the CPU runs stay in float32.
+    amp = rt.amp and device.type == "cuda"
+    objective = build_objective(
+        ac.method,
+        alpha=ac.alpha,
+        eps=ac.eps,
+        step_size=ac.step_size,
+        steps=ac.steps,
+        num_nonkey=ac.num_nonkey,
+        random_start=ac.random_start,
+        ta=ac.ta_options(),
+    )
+    model = build_model(cfg.model, load_weights=load_weights)
+    if rt.sync_bn and info.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if objective.needs_dual_bn:
+        convert_dual_bn(model)
+    model.to(device)
+    if rt.channels_last:
+        apply_channels_last(model)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    return Training(model, model, objective, optimizer, scheduler, scaler, amp)
+
+
+def restore(path: Path, training: Training, info: DistInfo) -> tuple[RunState, dict[str, Any]]:
+    """Load ``path`` into ``training``; returns the run state and this rank's RNG state (set it last)."""
+    state = ckpt_mod.load_checkpoint(path, map_location="cpu")
+    try:
+        training.model.load_state_dict(state["model"])
+        training.optimizer.load_state_dict(state["optimizer"])
+        training.scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ckpt_mod.CheckpointError(
+            f"{path} does not match the configured run (model / method / optimizer groups differ): {str(exc)[:400]}"
+        ) from exc
+    if state.get("scaler"):
+        training.scaler.load_state_dict(state["scaler"])
+    run = RunState(int(state["epoch"]), int(state["epoch_step"]), int(state["step"]), state.get("best_metric"))
+    if state.get("epoch_sums") is not None and run.epoch_step > 0:
+        run.sums = EpochSums.from_tensor(state["epoch_sums"])
+    per_rank = state.get("rng_per_rank") or []
+    rng = per_rank[info.rank] if len(per_rank) == info.world_size else state["rng"]
+    return run, rng
+
+
+class Checkpointer:
+    """Writes ``last.pt`` / ``best.pt`` of a run: every rank takes part (their RNG states are gathered), rank 0
+    writes."""
+
+    def __init__(self, ckpt_dir: Path, training: Training, cfg_dict: dict[str, Any], info: DistInfo) -> None:
+        self.dir, self.training, self.cfg_dict, self.info = ckpt_dir, training, cfg_dict, info
+
+    def save(self, run: RunState, name: str = "last.pt", *, mid_epoch: bool = False) -> None:
+        rngs = gather_objects(ckpt_mod.rng_state()) if self.info.distributed else None
+        if not self.info.is_main:
+            return
+        t = self.training
+        state = ckpt_mod.training_state(
+            t.model,
+            optimizer=t.optimizer,
+            scheduler=t.scheduler,
+            scaler=t.scaler,
+            epoch=run.epoch,
+            step=run.step,
+            epoch_step=run.epoch_step if mid_epoch else 0,
+            best_metric=run.best,
+            config=self.cfg_dict,
+        )
+        state["epoch_sums"] = (run.sums if mid_epoch else EpochSums()).as_tensor()
+        if rngs is not None:
+            state["rng_per_rank"] = rngs
+        ckpt_mod.save_checkpoint(state, self.dir / name)
+
+
+def run_epoch(
+    cfg: Config,
+    loaders: Loaders,
+    training: Training,
+    run: RunState,
+    checkpointer: Checkpointer,
+    stop: _StopFlag,
+    info: DistInfo,
+) -> EpochSums:
+    """Train epoch ``run.epoch`` from step ``run.epoch_step`` (non-zero after a mid-epoch resume).
+
+    Leaves ``run.sums`` with this process's sums; raises :class:`TrainingInterrupted` after saving ``last.pt``
+    when a stop signal arrives.
+    """
+    rt = cfg.runtime
+    epoch = run.epoch
+    loaders.sampler.set_epoch(epoch)
+    loaders.sampler.set_start(run.epoch_step * loaders.batch)
+    loaders.generator.manual_seed(epoch_seed(rt.seed, epoch))
+    train_set: Any = loaders.train_set
+    if hasattr(train_set, "set_epoch"):
+        train_set.set_epoch(epoch)  # per-(seed, epoch, index) augmentation when data.seed is set
+    if hasattr(train_set, "reset_skipped") and run.epoch_step == 0:
+        train_set.reset_skipped()
+
+    def on_step(sums: EpochSums) -> None:
+        run.step += 1
+        run.epoch_step += 1
+        every = rt.checkpoint_every_steps
+        if (every and run.step % every == 0) or stop.set:
+            checkpointer.save(run, mid_epoch=True)
+
+    progress = Progress(
+        loaders.steps_per_epoch,
+        desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+        mode=rt.progress,
+        log_every=rt.log_every,
+        initial=run.epoch_step,
+        enabled=info.is_main,
+    )
+    sums = train_one_epoch(
+        training.ddp_model,
+        training.objective,
+        loaders.train,
+        training.optimizer,
+        device=info.device,
+        scheduler=training.scheduler,
+        scaler=training.scaler,
+        amp=training.amp,
+        clip_grad_norm=cfg.optim.clip_grad_norm,
+        sums=run.sums,
+        progress=progress,
+        on_step=on_step,
+        should_stop=stop,
+    )
+    progress.close()
+    if stop():
+        raise TrainingInterrupted(f"interrupted at epoch {epoch + 1} step {run.epoch_step}; last.pt saved")
+    return sums
+
+
+def epoch_record(cfg: Config, epoch: int, local: EpochSums, total: EpochSums, skipped: int | None) -> dict[str, Any]:
+    """The ``metrics.jsonl`` line of a finished epoch (validation fields filled in by the caller).
+
+    ``lr`` is the base LR the schedule gives the epoch's first step, whether or not the run was resumed.
+    """
+    n = max(total.clips, 1.0)
+    return {
+        "epoch": epoch + 1,
+        "lr": cfg.optim.lr * lr_factor(float(epoch), cfg.optim),
+        "train_loss": total.loss / n,
+        "train_loss_clean": total.loss_clean / n,
+        "train_loss_adv": total.loss_adv / n if cfg.adversarial.method != "plain" else None,
+        "train_top1": 100.0 * total.correct / n,
+        "val_loss": None,
+        "val_top1": None,
+        "val_top5": None,
+        # Seconds are per process and processes run in parallel: throughput is clips over the slowest.
+        "clips_per_s": total.clips / max(local.seconds, 1e-9),
+        "epoch_time_s": local.seconds,
+        "skipped": skipped,
+    }
+
+
 def fit(
     cfg: Config,
     *,
     resume: bool | str | Path = False,
+    overwrite: bool = False,
     datasets_fn: DatasetsFn | None = None,
     subset_classes: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -197,6 +459,8 @@ def fit(
     Args:
         cfg: the resolved config; ``cfg.adversarial.method`` selects the objective (``videotaf.objective``).
         resume: ``True`` continues from ``RUN/checkpoints/last.pt``; a path continues from that checkpoint.
+        overwrite: replace a run already in the output directory (without it, and without ``resume``, such a
+            directory raises :class:`~videotaf.errors.RunExistsError` before anything is built).
         datasets_fn: ``cfg -> (train_set, val_set, class_names)``; default ``videotaf.data.build_dataset``.
         subset_classes: class names scored separately in the final ``eval.json`` (e.g. long-term motions).
 
@@ -206,15 +470,9 @@ def fit(
     Writes ``config.yaml``, ``metrics.jsonl``, ``checkpoints/last.pt``, ``checkpoints/best.pt`` (highest val
     top-1) and ``eval.json`` (final model) under the run directory, on rank 0 only.
     """
-    from videotaf.bn import convert_dual_bn  # noqa: PLC0415
-    from videotaf.objective import build_objective  # noqa: PLC0415
-
-    rt, oc, ac = cfg.runtime, cfg.optim, cfg.adversarial
-    info: DistInfo = init_distributed(rt.device)
-    device = info.device
-    # Mixed precision (fp16 autocast + GradScaler) is a CUDA feature here; on the CPU runs stay in float32.
-    amp = rt.amp and device.type == "cuda"
-    if device.type == "cpu" and rt.keep_cpu_memory:
+    rt, oc = cfg.runtime, cfg.optim
+    info = init_distributed(rt.device)
+    if info.device.type == "cpu" and rt.keep_cpu_memory:
         keep_freed_memory()
     run_dir = Path(rt.output_dir)
     ckpt_dir = run_dir / "checkpoints"
@@ -224,214 +482,95 @@ def fit(
     if resume:
         resume_path = ckpt_dir / "last.pt" if resume is True else Path(resume)
         if not resume_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {resume_path}")
-
+            raise ckpt_mod.CheckpointError(f"--resume: no checkpoint at {resume_path}")
+    # Every rank checks (so all of them refuse together); only rank 0 removes an overwritten run's files.
+    prepare_run_dir(run_dir, resume=bool(resume), overwrite=overwrite, remove=info.is_main)
+    barrier()
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(ckpt_dir)
         save_config(cfg, run_dir / "config.yaml")
-    cfg_dict = config_to_dict(cfg)
 
-    # Data: per-process batch; the global batch is optim.batch_size.
-    if oc.batch_size % info.world_size:
-        raise ValueError(f"optim.batch_size={oc.batch_size} is not divisible by the {info.world_size} processes")
-    batch = oc.batch_size // info.world_size
-    train_set, val_set, class_names = (datasets_fn or build_datasets)(cfg)
-    if len(train_set) < oc.batch_size:
-        raise ValueError(
-            f"the training set has {len(train_set)} clips, fewer than one batch (optim.batch_size={oc.batch_size})"
-        )
-    sampler = ResumableSampler(len(train_set), shuffle=True, seed=rt.seed, num_replicas=info.world_size, rank=info.rank)
-    loader_gen = torch.Generator()
-    loader_kw: dict[str, Any] = dict(
-        num_workers=cfg.data.num_workers,
-        pin_memory=cfg.data.pin_memory and device.type == "cuda",
-        worker_init_fn=_seed_worker,
-        persistent_workers=False,
-    )
-    train_loader = DataLoader(
-        train_set, batch_size=batch, sampler=sampler, drop_last=True, generator=loader_gen, **loader_kw
-    )
-    val_loader = DataLoader(
-        val_set,
-        batch_size=batch,
-        sampler=ShardSampler(len(val_set), info.world_size, info.rank),
-        generator=torch.Generator().manual_seed(rt.seed),
-        **loader_kw,
-    )
-    steps_per_epoch = sampler.per_rank // batch
-
-    # Model: weights -> SyncBN -> dual BN -> device -> optimizer (so the aux BN parameters are optimised) -> DDP.
-    objective = build_objective(
-        ac.method,
-        alpha=ac.alpha,
-        eps=ac.eps,
-        step_size=ac.step_size,
-        steps=ac.steps,
-        num_nonkey=ac.num_nonkey,
-        random_start=ac.random_start,
-        **ac.ta_options(),
-    )
-    model = build_model(cfg.model, load_weights=resume_path is None)
-    if rt.sync_bn and info.distributed:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if objective.needs_dual_bn:
-        convert_dual_bn(model)
-    model.to(device)
-    if rt.channels_last:
-        apply_channels_last(model)
-    optimizer = build_optimizer(model, oc)
-    scheduler = build_scheduler(optimizer, oc, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-
-    start_epoch, start_step, global_step, best = 0, 0, 0, None
-    partial_sums: torch.Tensor | None = None
-    rng_to_restore = None
+    loaders = build_loaders(cfg, info, datasets_fn)
+    training = build_training(cfg, info, loaders.steps_per_epoch, load_weights=resume_path is None)
+    run, rng = RunState(), None
     if resume_path is not None:
-        state = ckpt_mod.load_checkpoint(resume_path, map_location="cpu")
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise ckpt_mod.CheckpointError(
-                f"{resume_path} does not match the configured run (model / method / optimizer groups differ): "
-                f"{str(exc)[:400]}"
-            ) from exc
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, start_step = int(state["epoch"]), int(state["epoch_step"])
-        global_step, best = int(state["step"]), state.get("best_metric")
-        if state.get("epoch_sums") is not None and start_step > 0:
-            partial_sums = state["epoch_sums"].to(torch.float64)
-        per_rank = state.get("rng_per_rank") or []
-        rng_to_restore = per_rank[info.rank] if len(per_rank) == info.world_size else state["rng"]
+        run, rng = restore(resume_path, training, info)
         log(
-            f"resuming from {resume_path}: epoch {start_epoch}, step {start_step}/{steps_per_epoch}",
+            f"resuming from {resume_path}: epoch {run.epoch}, step {run.epoch_step}/{loaders.steps_per_epoch}",
             enabled=info.is_main,
         )
-    ddp_model = wrap_ddp(model, info)
-
+    training.ddp_model = wrap_ddp(training.model, info)
+    checkpointer = Checkpointer(ckpt_dir, training, config_to_dict(cfg), info)
     logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=rt.tensorboard)
     if info.is_main:
-        logger.truncate_after(start_epoch + 1)
+        logger.truncate_after(run.epoch + 1)
     stop = _StopFlag(install=not info.distributed)
-
-    def save_last(epoch: int, epoch_step: int, sums: torch.Tensor | None, path_name: str = "last.pt") -> None:
-        # Every rank takes part (collective), so each rank's RNG streams are saved and restored as its own.
-        rngs = gather_objects(ckpt_mod.rng_state()) if info.distributed else None
-        if not info.is_main:
-            return
-        state = ckpt_mod.training_state(
-            model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            epoch=epoch,
-            step=global_step,
-            epoch_step=epoch_step,
-            best_metric=best,
-            config=cfg_dict,
-        )
-        state["epoch_sums"] = sums if sums is not None else torch.zeros(len(_SUMS), dtype=torch.float64)
-        if rngs is not None:
-            state["rng_per_rank"] = rngs
-        ckpt_mod.save_checkpoint(state, ckpt_dir / path_name)
-
-    if rng_to_restore is not None:
+    if rng is not None:
         # Last, after every RNG-consuming build step, so the stream continues where the checkpoint left it.
-        ckpt_mod.set_rng_state(rng_to_restore)
+        ckpt_mod.set_rng_state(rng)
 
     record: dict[str, Any] = {}
     last_pred: tuple[torch.Tensor, torch.Tensor] | None = None
     try:
-        for epoch in range(start_epoch, oc.epochs):
-            sampler.set_epoch(epoch)
-            first = start_step if epoch == start_epoch else 0
-            sampler.set_start(first * batch)
-            loader_gen.manual_seed(epoch_seed(rt.seed, epoch))
-            if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(epoch)  # per-(seed, epoch, index) augmentation when data.seed is set
-            if hasattr(train_set, "reset_skipped") and epoch != start_epoch:
-                train_set.reset_skipped()
-            step_in_epoch = first
-
-            def on_step(sums: torch.Tensor, _epoch: int = epoch) -> None:
-                nonlocal global_step, step_in_epoch
-                global_step += 1
-                step_in_epoch += 1
-                every = rt.checkpoint_every_steps
-                if (every and global_step % every == 0) or stop.set:
-                    save_last(_epoch, step_in_epoch, sums)
-
-            lr_epoch = base_lr(optimizer)
-            progress = Progress(
-                steps_per_epoch,
-                desc=f"epoch {epoch + 1}/{oc.epochs}",
-                mode=rt.progress,
-                log_every=rt.log_every,
-                initial=first,
-                enabled=info.is_main,
-            )
-            sums = train_one_epoch(
-                ddp_model,
-                objective,
-                train_loader,
-                optimizer,
-                device=device,
-                scheduler=scheduler,
-                scaler=scaler,
-                amp=amp,
-                clip_grad_norm=oc.clip_grad_norm,
-                sums=partial_sums if epoch == start_epoch else None,
-                progress=progress,
-                on_step=on_step,
-                should_stop=stop,
-            )
-            progress.close()
-            if stop():
-                raise TrainingInterrupted(f"interrupted at epoch {epoch + 1} step {step_in_epoch}; last.pt saved")
-
-            sync_bn_buffers(model)
-            totals = all_reduce_sum(sums)
-            train_clips = max(totals[4].item(), 1.0)
-            record = {
-                "epoch": epoch + 1,
-                "lr": lr_epoch,
-                "train_loss": totals[0].item() / train_clips,
-                "train_loss_clean": totals[1].item() / train_clips,
-                "train_loss_adv": totals[2].item() / train_clips if ac.method != "plain" else None,
-                "train_top1": 100.0 * totals[3].item() / train_clips,
-                "val_loss": None,
-                "val_top1": None,
-                "val_top5": None,
-                # Seconds are per process and processes run in parallel: throughput is clips over the slowest.
-                "clips_per_s": totals[4].item() / max(sums[5].item(), 1e-9),
-                "epoch_time_s": sums[5].item(),
-                "skipped": skipped_count(train_set),
-            }
-            last_epoch = epoch + 1 == oc.epochs
-            if (epoch + 1) % rt.eval_every == 0 or last_epoch:
-                last_pred = predict(ddp_model, val_loader, device, amp=amp)
-                val = compute_metrics(*last_pred, class_names)
+        while run.epoch < oc.epochs:
+            epoch = run.epoch
+            local = run_epoch(cfg, loaders, training, run, checkpointer, stop, info)
+            sync_bn_buffers(training.model)
+            total = EpochSums.from_tensor(all_reduce_sum(local.as_tensor()))
+            record = epoch_record(cfg, epoch, local, total, skipped_count(loaders.train_set))
+            run.epoch, run.epoch_step, run.sums = epoch + 1, 0, EpochSums()
+            if run.epoch % rt.eval_every == 0 or run.epoch == oc.epochs:
+                last_pred = predict(training.ddp_model, loaders.val, info.device, amp=training.amp)
+                val = compute_metrics(*last_pred, loaders.class_names)
                 record.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
-                if best is None or val["top1"] > best:
-                    best = val["top1"]
-                    save_last(epoch + 1, 0, None, "best.pt")
-            save_last(epoch + 1, 0, None)
+                if run.best is None or val["top1"] > run.best:
+                    run.best = val["top1"]
+                    checkpointer.save(run, "best.pt")
+            checkpointer.save(run)
             if info.is_main:
                 logger.log_epoch(record)
+                val_top1 = "-" if record["val_top1"] is None else f"{record['val_top1']:.2f}"
                 log(
-                    f"epoch {epoch + 1}/{oc.epochs} loss {record['train_loss']:.4f} train_top1 "
-                    f"{record['train_top1']:.2f} val_top1 {record['val_top1']} lr {record['lr']:.3g}"
+                    f"epoch {run.epoch}/{oc.epochs} loss {record['train_loss']:.4f} train_top1 "
+                    f"{record['train_top1']:.2f} val_top1 {val_top1} lr {record['lr']:.3g}"
                 )
             barrier()
 
         if last_pred is None:
-            last_pred = predict(ddp_model, val_loader, device, amp=amp)
-        final = compute_metrics(*last_pred, class_names, subset_classes)
+            last_pred = predict(training.ddp_model, loaders.val, info.device, amp=training.amp)
+        final = compute_metrics(*last_pred, loaders.class_names, subset_classes)
         if info.is_main:
             write_results(final, run_dir / "eval.json")
     finally:
         stop.restore()
         logger.close()
     return {**record, "run_dir": str(run_dir)}
+
+
+def fit_or_reuse(
+    cfg: Config,
+    *,
+    overwrite: bool = False,
+    datasets_fn: DatasetsFn | None = None,
+    subset_classes: list[str] | None = None,
+) -> tuple[Path, str]:
+    """Run ``fit(cfg, ...)`` unless ``cfg.runtime.output_dir`` already holds that run.
+
+    Returns ``(run_dir, what)`` with ``what`` one of ``"trained"``, ``"resumed"``, ``"reused"``. A run made
+    with another config raises :class:`~videotaf.errors.RunExistsError` unless ``overwrite``.
+    """
+    run_dir = Path(cfg.runtime.output_dir)
+    status = run_status(run_dir)
+    if status != "empty" and same_config(run_dir, cfg):
+        if status == "finished":
+            return run_dir, "reused"
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            fit(cfg, resume=True, datasets_fn=datasets_fn, subset_classes=subset_classes)
+            return run_dir, "resumed"
+    if status != "empty" and not overwrite:
+        raise RunExistsError(
+            f"{run_dir} holds a run made with another config; pass --overwrite to replace it or choose another --out"
+        )
+    fit(cfg, overwrite=True, datasets_fn=datasets_fn, subset_classes=subset_classes)
+    return run_dir, "trained"

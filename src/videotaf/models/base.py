@@ -6,17 +6,51 @@
   either ``(B*T', C, h, w)`` (2-D backbones) or ``(B, C, T', h, w)`` (3-D backbones). ``T'`` may differ from
   ``T`` (bLVNet-TAM's layer4 sees T/2 frames).
 - ``classifier``: the final layer(s), which get the larger learning rate of the reference protocols.
-- ``aux_logits`` / ``aux_loss_weight``: a model with an auxiliary training head (TPN) stores the head's logits
-  of its latest training-mode forward in ``aux_logits`` (``None`` in eval mode); the objective adds
-  ``aux_loss_weight * CE(aux_logits, y)``.
+- Auxiliary heads: a model with an auxiliary training head (TPN) returns :class:`ModelOutputs`
+  ``(logits, aux_logits)`` in training mode, as torchvision's Inception does, and plain logits in eval mode;
+  its ``aux_loss_weight`` is the head's weight in the training loss (``aux_loss_weight * CE(aux_logits, y)``).
+  :func:`split_output` reads either form.
+
+DDP, DataParallel and ``torch.compile`` wrap a model; :func:`unwrap` finds the model inside.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from videotaf.models.layers.normalize import Normalize
+from videotaf.models.weights import load_backbone_state
+
+
+class ModelOutputs(NamedTuple):
+    """Training-mode output of a model with an auxiliary head: ``(B, classes)`` logits of both heads."""
+
+    logits: torch.Tensor
+    aux_logits: torch.Tensor
+
+
+def split_output(output: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(logits, aux_logits or None)`` from a model's forward output (a tensor or :class:`ModelOutputs`)."""
+    if isinstance(output, torch.Tensor):
+        return output, None
+    if isinstance(output, tuple) and len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output):
+        return output[0], output[1]
+    raise TypeError(
+        f"a video model must return logits (B, classes) or (logits, aux_logits), got {type(output).__name__}"
+    )
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel / compiled wrapper."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
 
 
 class VideoClassifier(nn.Module):
@@ -34,7 +68,6 @@ class VideoClassifier(nn.Module):
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         self.num_classes = int(num_classes)
         self.num_frames = int(num_frames)
-        self.aux_logits: torch.Tensor | None = None
 
     @property
     def cam_layer(self) -> nn.Module:  # pragma: no cover - overridden
@@ -81,6 +114,11 @@ class BackboneClassifier(VideoClassifier):
     @property
     def cam_layer(self) -> nn.Module:
         return self.backbone.layer4
+
+    def load_imagenet_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
+        """Initialise the backbone from an ImageNet state dict with the same keys (torchvision ResNet for TSM and
+        TPN); subclasses whose backbone differs from the file override this."""
+        load_backbone_state(self.backbone, state, path)
 
     @property
     def classifier(self) -> nn.Module:

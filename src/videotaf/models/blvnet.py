@@ -10,6 +10,8 @@ the official release (``b_conv0``, ``l_conv0``, ``layerK.big/little/little_e/fus
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +20,16 @@ from videotaf.models.base import BackboneClassifier
 from videotaf.models.layers.tam import TAM
 from videotaf.models.registry import register_model, with_imagenet
 from videotaf.models.resnet import BASE_CHANNELS, init_conv_bn, resolve_arch, scale_channels
+from videotaf.models.weights import CLASSIFIER_RULES, load_backbone_state, register_key_scheme
+
+# IBM/bLVNet-TAM: ``module.baseline_model.<bLResNet keys>`` (``b_conv0``, ``layer1.big.0...``, ``layer1.tam.prev``,
+# ``layer4.0.tam.curr``), ``module.new_fc.*``.
+register_key_scheme(
+    "blvnet",
+    [(r"^baseline_model\.", "backbone."), (r"(\.layer4\.\d+)\.tam\.", r"\1.temporal.")] + CLASSIFIER_RULES,
+    detect=lambda keys: any(k.startswith("baseline_model.") for k in keys),
+    priority=30,
+)
 
 
 def _bl_layer(
@@ -155,6 +167,10 @@ class BLVNetTAM(BackboneClassifier):
     ) -> None:
         backbone = BLResNet(num_frames, depth, width, alpha, beta)
         super().__init__(num_classes, num_frames, backbone, backbone.out_channels, dropout, fc_std=0.001)
+
+    def load_imagenet_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
+        """The authors' ImageNet bLResNet checkpoint (same keys as our backbone); the TAMs are not in it."""
+        load_backbone_state(self.backbone, state, path, skip=lambda k: "tam." in k or ".temporal." in k)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         self.check_frames(clips)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from videotaf.models.base import VideoClassifier
+from videotaf.models.weights import load_imagenet
 
 _REGISTRY: dict[str, Callable[..., VideoClassifier]] = {}
 
@@ -60,8 +61,5 @@ def build(name: str, num_classes: int, num_frames: int, **options: Any) -> Video
 def with_imagenet(model: VideoClassifier, imagenet_weights: str | None) -> VideoClassifier:
     """``model`` after loading a local ImageNet checkpoint into its backbone when a path is given (factories)."""
     if imagenet_weights is not None:
-        # weights.py imports the model modules, which import this registry: import it late.
-        from videotaf.models.weights import load_imagenet  # noqa: PLC0415
-
         load_imagenet(model, imagenet_weights)
     return model

@@ -23,6 +23,7 @@ from torchvision.models.video.mvit import MSBlockConfig
 from videotaf.models.base import VideoClassifier
 from videotaf.models.layers.normalize import Normalize
 from videotaf.models.registry import register_model
+from videotaf.models.weights import read_state_dict
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -149,7 +150,6 @@ class TorchvisionVideo(VideoClassifier):
 def _load_local(net: nn.Module, weights: str | None, name: str) -> None:
     if weights is None:
         return
-    from videotaf.models.weights import read_state_dict
 
     sd = read_state_dict(weights)
     result = net.load_state_dict(sd, strict=False)

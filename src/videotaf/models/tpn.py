@@ -15,9 +15,37 @@ import math
 import torch
 from torch import nn
 
-from videotaf.models.base import BackboneClassifier
+from videotaf.models.base import BackboneClassifier, ModelOutputs
 from videotaf.models.registry import register_model, with_imagenet
 from videotaf.models.tsm import shift_backbone
+from videotaf.models.weights import register_key_scheme
+
+# mmaction2's TSM and TPN recognisers: ``backbone.conv1.conv.weight``, ``backbone.conv1.bn.*``,
+# ``backbone.layer1.0.conv1.conv[.net].weight``, ``backbone.layer1.0.conv1.bn.*``, ``...downsample.conv/bn``,
+# ``cls_head.fc_cls.*``; TPN's neck ``neck.spatial_modulation.spatial_modulation.0.0.conv/bn``,
+# ``neck.temporal_modulation_ops.i.conv.conv``, ``neck.downsample_ops.0.conv.conv``,
+# ``neck.level_fusion_k.downsamples.i.conv.conv/bn``, ``neck.level_fusion_k.fusion_conv.conv/bn``,
+# ``neck.pyramid_fusion.conv/bn``, ``neck.aux_head.conv.conv/bn``, ``neck.aux_head.fc``. Our TPN also has
+# ``neck.`` keys; only mmaction2 has a ``cls_head`` and a ConvModule-wrapped stem.
+register_key_scheme(
+    "mmaction2",
+    [
+        (r"^backbone\.conv1\.conv\.", "backbone.conv1."),
+        (r"^backbone\.conv1\.bn\.", "backbone.bn1."),
+        (r"\.conv(\d)\.conv\.(net\.)?", r".conv\1."),
+        (r"(\.layer\d+\.\d+)\.conv(\d)\.bn\.", r"\1.bn\2."),
+        (r"\.downsample\.conv\.", ".downsample.0."),
+        (r"\.downsample\.bn\.", ".downsample.1."),
+        (r"^cls_head\.fc_cls\.", "fc."),
+        (r"^neck\.aux_head\.", "aux_head."),
+        (r"^neck\.spatial_modulation\.spatial_modulation\.0\.0\.", "neck.spatial_modulation."),
+        (r"^neck\.temporal_modulation_ops\.(\d)\.conv\.conv\.", r"neck.temporal_modulation.\1."),
+        (r"^neck\.downsample_ops\.0\.conv\.conv\.", "neck.bottom_up."),
+        (r"\.downsamples\.(\d)\.conv\.", r".downsamples.\1."),
+    ],
+    detect=lambda keys: any(k.startswith("cls_head.") or k.startswith("backbone.conv1.conv.") for k in keys),
+    priority=20,
+)
 
 
 class ConvBN3d(nn.Module):
@@ -94,8 +122,9 @@ class AuxHead(nn.Module):
 class TPN(BackboneClassifier):
     """TPN on a TSM ResNet. ``(B, T, 3, H, W)`` -> logits ``(B, classes)``.
 
-    ``cam_layer`` = backbone layer4 ``(B*T, C5, H/32, W/32)`` (the neck pools time away). In training mode
-    ``aux_logits`` holds the res4 head's logits (loss weight 0.5); in eval mode it is None and the head is skipped.
+    ``cam_layer`` = backbone layer4 ``(B*T, C5, H/32, W/32)`` (the neck pools time away). In training mode the
+    forward returns :class:`~videotaf.models.base.ModelOutputs` ``(logits, aux_logits)``, the res4 head's logits
+    weighted 0.5 in the loss; in eval mode the head is skipped and the forward returns the logits alone.
     """
 
     aux_loss_weight = 0.5
@@ -122,7 +151,7 @@ class TPN(BackboneClassifier):
                 nn.init.xavier_uniform_(m.weight)
         nn.init.xavier_uniform_(self.aux_head.conv.conv.weight)
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+    def forward(self, clips: torch.Tensor) -> torch.Tensor | ModelOutputs:
         self.check_frames(clips)
         b, t = clips.shape[:2]
         res4, res5 = self.backbone.forward_stages(self.normalize(clips).flatten(0, 1))[2:]
@@ -131,9 +160,10 @@ class TPN(BackboneClassifier):
             return x.view(b, t, *x.shape[1:]).transpose(1, 2)
 
         res4, res5 = to5d(res4), to5d(res5)
-        self.aux_logits = self.aux_head(res4) if self.training else None
-        out = self.neck(res4, res5)
-        return self.fc(self.dropout(out.mean(dim=(2, 3, 4))))
+        # The auxiliary head runs first so that its dropout draws come before the main head's.
+        aux_logits = self.aux_head(res4) if self.training else None
+        logits = self.fc(self.dropout(self.neck(res4, res5).mean(dim=(2, 3, 4))))
+        return logits if aux_logits is None else ModelOutputs(logits, aux_logits)
 
 
 @register_model("tpn")

@@ -8,6 +8,16 @@ from videotaf.models.base import BackboneClassifier
 from videotaf.models.layers.temporal_shift import TemporalShift
 from videotaf.models.registry import register_model, with_imagenet
 from videotaf.models.resnet import ResNet2d
+from videotaf.models.weights import CLASSIFIER_RULES, register_key_scheme
+
+# mit-han-lab/temporal-shift-module: ``module.base_model.layer1.0.conv1.net.weight`` (the shift wraps conv1 as
+# ``.net``), ``module.base_model.bn1.*``, ``module.new_fc.*`` (or ``base_model.fc.*`` without dropout).
+register_key_scheme(
+    "tsm",
+    [(r"^base_model\.", "backbone."), (r"\.net\.", ".")] + CLASSIFIER_RULES,
+    detect=lambda keys: any(k.startswith("base_model.") for k in keys),
+    priority=10,
+)
 
 SHIFT_PLACES = {"blockres": "raw", "inplace": "all"}
 

@@ -1,0 +1,76 @@
+"""Run directories: what a run leaves behind, when it counts as finished, and never losing one by accident.
+
+A run directory holds ``config.yaml``, ``metrics.jsonl``, ``checkpoints/{last,best}.pt`` and, once the last
+epoch is evaluated, ``eval.json``. A command pointed at a directory that already holds a run refuses
+(:class:`~videotaf.errors.RunExistsError`) unless it is asked to resume it or to overwrite it; an overwrite
+removes the old run's files first, so that no ``best.pt`` of the old run survives beside the new one.
+
+:func:`videotaf.engine.train.fit_or_reuse` builds on these to run many fine-tunes (the demo, the benchmarks):
+a finished run with the same config is reused, an interrupted one resumes, one with another config is refused.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from videotaf.config import Config, config_to_dict, load_config
+from videotaf.errors import RunExistsError
+
+RunStatus = Literal["empty", "interrupted", "finished"]
+
+# Files and folders a run writes; anything else in the directory is the user's and is never touched.
+RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "checkpoints", "tensorboard")
+
+
+def run_status(run_dir: str | Path) -> RunStatus:
+    """``empty`` (no run files), ``finished`` (``eval.json`` beside ``checkpoints/last.pt``) or ``interrupted``."""
+    run_dir = Path(run_dir)
+    if not any((run_dir / name).exists() for name in RUN_FILES):
+        return "empty"
+    if (run_dir / "eval.json").is_file() and (run_dir / "checkpoints" / "last.pt").is_file():
+        return "finished"
+    return "interrupted"
+
+
+def prepare_run_dir(run_dir: str | Path, *, resume: bool, overwrite: bool, remove: bool = True) -> None:
+    """Refuse to start a new run over an existing one; with ``overwrite`` (and ``remove``) delete its files.
+
+    Raises:
+        RunExistsError: the directory holds a run and neither ``resume`` nor ``overwrite`` was given.
+    """
+    run_dir = Path(run_dir)
+    status = run_status(run_dir)
+    if status == "empty" or resume:
+        return
+    if not overwrite:
+        raise RunExistsError(
+            f"{run_dir} already holds a{'' if status == 'interrupted' else ' finished'} run; pass --resume to "
+            "continue it or --overwrite to replace it (or choose another --out)"
+        )
+    if remove:
+        for name in RUN_FILES:
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    # How a run is shown and where it is written do not change what it computes.
+    runtime = {k: v for k, v in cfg_dict["runtime"].items() if k not in ("output_dir", "progress", "log_every")}
+    return {**cfg_dict, "runtime": runtime}
+
+
+def same_config(run_dir: str | Path, cfg: Config) -> bool:
+    """Whether the run in ``run_dir`` was made with ``cfg`` (its ``config.yaml`` read with today's defaults)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return False
+    try:
+        saved = load_config(path)
+    except ValueError:
+        return False
+    return _comparable(config_to_dict(saved)) == _comparable(config_to_dict(cfg))

@@ -1,0 +1,133 @@
+"""Atomic file writes: a crash, a kill or a full disk leaves either the old file or the new one, never half.
+
+The bottom layer of the package (standard library and torch only), so that the config, the engine and the
+analysis write their outputs the same way.
+
+A write goes to a temporary file beside the destination (``.NAME.XXXX.tmp``), is flushed and fsync'ed, then
+``os.replace``-d over the destination, and the directory is fsync'ed. A process killed mid-write leaves its
+temporary file behind; :func:`remove_stale_temporaries` clears those.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from videotaf.errors import OutputExistsError, VideotafError
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing; names the file. Nothing was replaced."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    Raises :class:`DiskFullError` naming ``path`` when the disk fills up (torch reports that as a bare
+    ``RuntimeError`` from its zip writer); the destination is untouched and the temporary file removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if _is_disk_full(exc, path.parent):
+            raise DiskFullError(
+                f"cannot write {path}: the disk is full ({_free_bytes(path.parent)} bytes free)"
+            ) from exc
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _free_bytes(directory: Path) -> int:
+    try:
+        st = os.statvfs(directory)
+    except OSError:  # pragma: no cover - not a POSIX file system
+        return -1
+    return st.f_bavail * st.f_frsize
+
+
+def _is_disk_full(exc: BaseException, directory: Path) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    # torch's zip writer turns ENOSPC into "[enforce fail at inline_container.cc] ... unexpected pos" or
+    # "file write failed"; only trust that reading when the disk really is (nearly) full.
+    if isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "write failed" in str(exc)):
+        return 0 <= _free_bytes(directory) < 1 << 20
+    return False
+
+
+def check_output(path: str | Path, *, overwrite: bool, what: str = "--out") -> Path:
+    """Before any work: refuse an existing ``path`` unless ``overwrite``, and make sure it can be written.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
+        VideotafError: the nearest existing parent directory is not writable (or is a file).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{what} {path} already exists; pass --overwrite to replace it or choose another path")
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise VideotafError(f"{what} {path}: {parent} is a file, not a directory")
+    try:  # a real write: permissions, read-only mounts and root's exemptions all answer truthfully
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise VideotafError(f"{what} {path}: cannot write into {parent} ({exc.strerror or exc})") from exc
+    return path
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the ``.NAME.XXXX.tmp`` files that writes killed mid-way left in ``directory``; returns them.
+
+    Call it only where no other process is writing into ``directory`` (e.g. when a run starts or resumes).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically replace ``path`` with ``data``."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
