@@ -129,10 +129,11 @@ def skipped_count(dataset: Dataset) -> int | None:
 def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     """``(train, val, class_names)``: ``videotaf.data.build_dataset`` on ``data.train_split`` (training
     transforms) and ``data.val_split`` (1 clip, centre crop)."""
-    from videotaf.data import build_dataset  # noqa: PLC0415
+    from videotaf.data import build_dataset, check_labels  # noqa: PLC0415
 
     if cfg.data.num_frames != cfg.model.num_frames:
         raise ValueError(f"data.num_frames={cfg.data.num_frames} differs from model.num_frames={cfg.model.num_frames}")
     train = build_dataset(cfg.data, cfg.data.train_split, True)
     val = build_dataset(cfg.data, cfg.data.val_split, False)
+    check_labels(train, val, num_classes=cfg.model.num_classes, what="model.num_classes")
     return train, val, class_names_of(val, cfg.model.num_classes)
