@@ -15,42 +15,78 @@ DATASET_KINDS = ("somethingv1", "somethingv2", "diving48", "filelist")
 
 @dataclass
 class DataConfig:
-    """Which dataset to read and how to sample/transform it.
+    """Which dataset to read and how to sample/transform it (the ``data:`` section of a config).
 
-    kind: "somethingv1" | "somethingv2" | "diving48" | "filelist"; root: dataset root (official layout).
-    train_split / val_split: split names passed to the dataset ("train" / "validation"; Diving48 maps
-    "validation" to "test"). list_files: for kind "filelist", {split name: list file (relative to root)};
-    list_format: "auto" | "rawframes" | "gst" | "blvnet" | "video"; classes_file: class names, one per line
-    (filelist). class_order: SSv1 class ids, "sorted" (TSM) or "csv" (mmaction2).
-    num_frames (T), crop_size, scale_size (test short side), flip (train only; swaps left/right labels),
-    test_clips (clips per validation video; items become (test_clips*T, 3, H, W)), scales / max_distort
-    (multi-scale crop), shared_offset (bLVNet sampling), bad_input ("raise" | "skip"), seed (None: DataLoader
-    worker RNG; int: per-(epoch, index) generators), num_workers / pin_memory for the DataLoader the engine
-    builds, jpeg_draft (decode large JPEG frames at a reduced DCT scale that still covers the crop; False decodes
-    every frame at full size), options: extra dataset keywords (e.g. file name overrides such as ``annotation_file``).
+    Every field is documented where it is declared: meaning, unit, default and the reference protocol it
+    follows (TSM: mit-han-lab/temporal-shift-module; GST; bLVNet-TAM; TPN; mmaction2; the TAF paper).
     """
 
+    #: Dataset layout: "somethingv1" (JPEG frame folders + CSVs), "somethingv2" (WebM + JSONs), "diving48"
+    #: (MP4 + V2 JSONs) or "filelist" (a rawframes/GST/bLVNet/video list). Default "somethingv2", the layout
+    #: ``videotaf data synth`` writes.
     kind: Literal["somethingv1", "somethingv2", "diving48", "filelist"] = "somethingv2"
+    #: Dataset root directory holding the publisher's files unchanged (a path; relative paths are taken from the
+    #: working directory). Default "data/synth", where ``videotaf data synth --out data/synth`` writes.
     root: str = "data/synth"
+    #: Split trained on (a split name of ``kind``; "training" is an alias). Default "train".
     train_split: str = "train"
+    #: Split evaluated on. Default "validation": the TAF paper (like TSM/GST/TPN) reports the Something-Something
+    #: validation sets, whose test labels are not public; Diving48 maps "validation" to its "test" split.
     val_split: str = "validation"
+    #: kind "filelist" only: {split name: list file}, each relative to ``root`` unless absolute. Default {}.
     list_files: dict[str, str] = field(default_factory=dict)
+    #: kind "filelist" only: "rawframes" (TSM/TPN/mmaction2 ``path num_frames label``), "gst" (the same,
+    #: tab-separated), "blvnet" (``path start end label``), "video" (mmaction2 ``path label``) or "auto"
+    #: (detected from the first line). Default "auto".
     list_format: Literal["auto", "rawframes", "gst", "blvnet", "video"] = "auto"
+    #: kind "filelist" only: text file of class names, one per line, relative to ``root``. Default None: the
+    #: classes are "0" .. "max(label)", so ``model.num_classes`` must be checked against the labels (training
+    #: does, see :func:`videotaf.data.check_labels`).
     classes_file: str | None = None
+    #: kind "somethingv1" only: class ids "sorted" (alphabetical, as TSM and its released checkpoints) or
+    #: "csv" (labels-file order, as mmaction2). Default "sorted".
     class_order: Literal["sorted", "csv"] = "sorted"
+    #: Frames per clip T (TSN segments), an int >= 1; must equal ``model.num_frames``. Default 8 (TSM/GST/TPN
+    #: 8-frame models; the TAF paper attacks N = 8 or 16 frames by input length).
     num_frames: int = 8
+    #: Side of the square network input, pixels. Default 224 (every reference protocol, and the TAF paper's
+    #: 1-crop evaluation at 224).
     crop_size: int = 224
+    #: Test-time short side, pixels: frames are resized so the short side is this, then centre-cropped to
+    #: ``crop_size``. Default 256 (the TSM test protocol, "resize 256, centre crop 224").
     scale_size: int = 256
+    #: Random horizontal flip in training, swapping the left/right classes' labels. Default False, as TSM on
+    #: Something-Something (GST and mmaction2 flip with the label swap).
     flip: bool = False
+    #: Clips per evaluation video (shifted TSN offsets; items become ``(test_clips * T, 3, H, W)``), an int >= 1.
+    #: Default 1 (the TAF paper's 1 clip, 1 centre crop; TPN reports 2 clips x 3 crops).
     test_clips: int = 1
+    #: Multi-scale crop scales in training, fractions of the frame's short side. Default [1, 0.875, 0.75, 0.66]
+    #: (TSM/TSN ``GroupMultiScaleCrop``).
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    #: Multi-scale crop: the most the width and height scale indices may differ (0 = square crops only).
+    #: Default 1 (TSM/TSN).
     max_distort: int = 1
+    #: Training sampling draws one random offset shared by all segments instead of one per segment. Default
+    #: False (TSM/GST/TPN); bLVNet-TAM uses True.
     shared_offset: bool = False
+    #: What a bad annotation entry or sample does: "raise" (:class:`~videotaf.data.AnnotationError` /
+    #: :class:`~videotaf.data.BadSampleError` naming the file) or "skip" (drop the entry / substitute the next
+    #: sample, counted in the dataset's ``skipped``). Default "raise" (not a reference setting: fail loudly).
     bad_input: Literal["raise", "skip"] = "raise"
+    #: Augmentation seed: None uses the DataLoader workers' RNGs (seeded from ``runtime.seed``); an int makes every
+    #: item draw from a generator seeded by (seed, epoch, index), independent of workers. Default None.
     seed: int | None = None
+    #: DataLoader worker processes for decoding, an int >= 0 (0 = in the main process). Default 4.
     num_workers: int = 4
+    #: DataLoader ``pin_memory`` (page-locked batches for faster host-to-GPU copies). Default False.
     pin_memory: bool = False
+    #: Decode large JPEG frames at a reduced DCT scale (1/2, 1/4, 1/8) that still covers the crop, several times
+    #: faster; False decodes every frame at full size. Default True (a speed option, not in the references;
+    #: Something-Something V1 frames, about 100 px tall, are always decoded at full size).
     jpeg_draft: bool = True
+    #: Extra keywords for the dataset class, e.g. file name overrides (``annotation_file``, ``labels_file``,
+    #: ``videos_dir``) or ``min_frames`` (TSM and GST drop videos with fewer than 3 frames). Default {}.
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

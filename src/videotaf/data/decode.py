@@ -20,10 +20,14 @@ from PIL import Image
 from videotaf.data.errors import BadSampleError
 
 __all__ = [
+    "CorruptVideoError",
     "ShortVideoError",
+    "decode_every_frame",
     "decode_video_frames",
     "video_frame_count",
     "folder_frame_count",
+    "folder_frame_numbers",
+    "verify_jpeg_frame",
     "detect_frame_template",
     "load_jpeg_frames",
     "draft_request",
@@ -39,6 +43,14 @@ _LOCK = threading.Lock()
 
 class ShortVideoError(BadSampleError):
     """The decoder delivered fewer frames than the sampled indices need (``decoded`` frames in total)."""
+
+    def __init__(self, message: str, decoded: int) -> None:
+        super().__init__(message)
+        self.decoded = decoded
+
+
+class CorruptVideoError(BadSampleError):
+    """The decoder failed part-way through a video (after ``decoded`` frames)."""
 
     def __init__(self, message: str, decoded: int) -> None:
         super().__init__(message)
@@ -172,6 +184,41 @@ def decode_video_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.n
     return np.stack([got[int(i)] for i in indices])
 
 
+def decode_every_frame(path: str | os.PathLike) -> int:
+    """Decode every packet of the first video stream of ``path`` (no RGB conversion); returns the frames decoded.
+
+    This is what a full health check needs: corruption anywhere in the stream surfaces, not only before the
+    sampled frames. Raises ``BadSampleError`` naming the file when it is missing, empty or cannot be opened,
+    and ``CorruptVideoError`` (with ``decoded``) when the decoder fails part-way or flags frames it could only
+    decode by concealing errors. (Garbage that still parses as a valid bitstream cannot be told from a picture.)
+    """
+    path = Path(path)
+    container = _open(path)
+    decoded = 0
+    concealed: list[int] = []
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if getattr(frame, "is_corrupt", False):
+                    concealed.append(decoded)
+                decoded += 1
+        except av.error.FFmpegError as err:
+            raise CorruptVideoError(
+                f"{path}: corrupt or truncated video, decoding failed after frame {decoded} ({err})", decoded
+            ) from err
+    finally:
+        container.close()
+    if concealed:
+        raise CorruptVideoError(
+            f"{path}: corrupt video, {len(concealed)} of {decoded} frames decoded with errors concealed "
+            f"(first: frame index {concealed[0]})",
+            decoded,
+        )
+    return decoded
+
+
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\.jpe?g)$", re.IGNORECASE)
 
 
@@ -208,6 +255,39 @@ def folder_frame_count(folder: str | os.PathLike, template: str) -> int:
     with _LOCK:
         _FOLDER_CACHE[folder] = count
     return count
+
+
+def folder_frame_numbers(folder: str | os.PathLike, template: str) -> list[int]:
+    """Sorted file numbers of the frames in ``folder`` whose names fit ``template`` (``img_{:05d}.jpg`` -> the
+    numbers of ``img_00001.jpg``, ...). Not cached: for checks that must see the folder as it is now."""
+    folder = str(folder)
+    if not os.path.isdir(folder):
+        raise BadSampleError(f"{folder}: frames folder not found")
+    prefix = template.split("{", 1)[0].replace("{{", "{").replace("}}", "}")
+    suffix = template.rsplit("}", 1)[-1]
+    numbers = []
+    for name in os.listdir(folder):
+        if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
+            middle = name[len(prefix) : len(name) - len(suffix)]
+            if middle.isdigit() and template.format(int(middle)) == name:
+                numbers.append(int(middle))
+    return sorted(numbers)
+
+
+def verify_jpeg_frame(file: str | os.PathLike) -> tuple[int, int]:
+    """Decode one frame file completely (every scan, full size); returns its ``(width, height)``.
+
+    Raises ``BadSampleError`` naming the file when it is missing, not an image, truncated or corrupt.
+    """
+    file = Path(file)
+    try:
+        with Image.open(file) as img:
+            img.load()
+            return img.size
+    except FileNotFoundError as err:
+        raise BadSampleError(f"{file}: frame file not found") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadSampleError(f"{file}: unreadable image ({err})") from err
 
 
 def load_jpeg_frames(

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from videotaf.config import Config, ModelConfig
-from videotaf.data import build_dataset
+from videotaf.data import build_dataset, check_labels
 from videotaf.engine.checkpoint import (
     EXPORT_FORMAT,
     FORMAT,
@@ -161,4 +161,5 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
         raise ValueError(f"data.num_frames={cfg.data.num_frames} differs from model.num_frames={cfg.model.num_frames}")
     train = build_dataset(cfg.data, cfg.data.train_split, True)
     val = build_dataset(cfg.data, cfg.data.val_split, False)
+    check_labels(train, val, num_classes=cfg.model.num_classes, what="model.num_classes")
     return train, val, class_names_of(val, cfg.model.num_classes)
