@@ -39,8 +39,8 @@ import yaml
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json  # noqa: E402
-from videotaf.config import Config, apply_overrides, config_from_dict, config_to_dict  # noqa: E402
+from _common import ROOT, header, update_section, write_json
+from videotaf.config import Config, apply_overrides, config_from_dict, config_to_dict
 
 PAPER = {
     # Something-Something V1, TSM-R50 8 frames (Tables 1, 2a-2c, 3): top-1 %
@@ -223,7 +223,7 @@ def log(msg: str) -> None:
 
 def ensure_dataset(work: Path, sizes: Sizes) -> Path:
     """The synthetic dataset under ``work/data``, synthesised unless one with the same settings is there."""
-    from videotaf.data.synth import synthesize  # noqa: PLC0415
+    from videotaf.data.synth import synthesize
 
     root = work / "data"
     wanted = dict(
@@ -296,8 +296,8 @@ def baseline_config(sizes: Sizes, data_root: Path, out_dir: Path) -> Config:
 def finetune_config(checkpoint: Path, run: Run, sizes: Sizes, out_dir: Path) -> Config:
     """The run's config exactly as ``videotaf finetune --checkpoint BASE --method M ...`` builds it (the saved
     baseline config plus :func:`videotaf.engine.commands.finetune_overrides`), with the run's seed."""
-    from videotaf.engine.checkpoint import load_checkpoint  # noqa: PLC0415
-    from videotaf.engine.commands import finetune_overrides  # noqa: PLC0415
+    from videotaf.engine.checkpoint import load_checkpoint
+    from videotaf.engine.commands import finetune_overrides
 
     saved = load_checkpoint(checkpoint).get("config") or {}
     ns = argparse.Namespace(
@@ -340,7 +340,7 @@ def _plain(cfg: Config) -> Any:
 def train_or_reuse(cfg: Config, subset: list[str]) -> Path:
     """Run ``fit(cfg)`` unless its directory already holds a finished run with this config; resume a run that
     was interrupted. Returns the run directory."""
-    from videotaf.engine.train import fit  # noqa: PLC0415
+    from videotaf.engine.train import fit
 
     run_dir = Path(cfg.runtime.output_dir)
     same = _same_config(run_dir, cfg)
@@ -356,10 +356,10 @@ def train_or_reuse(cfg: Config, subset: list[str]) -> Path:
 def train_split_metrics(run_dir: Path, cfg: Config) -> dict[str, float]:
     """Top-1 (%) and CE of the final model on the training split with the test transform (cached in
     ``RUN/train_eval.json``): the "training accuracy" of the paper's over-fitting gap (Sec. 3.1)."""
-    from videotaf.data import build_dataset  # noqa: PLC0415
-    from videotaf.engine.builders import class_names_of  # noqa: PLC0415
-    from videotaf.engine.checkpoint import load_model  # noqa: PLC0415
-    from videotaf.engine.evaluate import compute_metrics, predict  # noqa: PLC0415
+    from videotaf.data import build_dataset
+    from videotaf.engine.builders import class_names_of
+    from videotaf.engine.checkpoint import load_model
+    from videotaf.engine.evaluate import compute_metrics, predict
 
     cache = run_dir / "train_eval.json"
     if cache.is_file() and cache.stat().st_mtime >= (run_dir / "eval.json").stat().st_mtime:
@@ -444,9 +444,9 @@ def robustness(
     Pixel-valued corruption parameters are scaled to the crop (``spatial_scale=None``: ``crop / 224``) so that
     a blur removes the same fraction of the frame as at the paper's 224 px.
     """
-    from videotaf.analysis.robustness import evaluate_robustness  # noqa: PLC0415
-    from videotaf.data import build_dataset  # noqa: PLC0415
-    from videotaf.engine.checkpoint import load_model  # noqa: PLC0415
+    from videotaf.analysis.robustness import evaluate_robustness
+    from videotaf.data import build_dataset
+    from videotaf.engine.checkpoint import load_model
 
     names = {m: [f"{m}_seed{s}" for s in range(seeds)] for m in ("plain", "taf")}
     if not all(k in run_dirs for ks in names.values() for k in ks):
@@ -499,9 +499,9 @@ def attention(
 ) -> dict[str, Any]:
     """Figure 3 on the baseline: temporal-attention shift of TA versus CE-PGD (same budget, eps 64/255, step
     32/255, K 1); Figure 6: the clean attention of the plain- and TAF-fine-tuned models (every seed)."""
-    from videotaf.analysis.attention import analyze_attention  # noqa: PLC0415
-    from videotaf.data import build_dataset  # noqa: PLC0415
-    from videotaf.engine.checkpoint import load_model  # noqa: PLC0415
+    from videotaf.analysis.attention import analyze_attention
+    from videotaf.data import build_dataset
+    from videotaf.engine.checkpoint import load_model
 
     ds = build_dataset(val_cfg.data, val_cfg.data.val_split, False)
 
@@ -883,7 +883,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Sizes
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from videotaf.engine.evaluate import read_class_subset  # noqa: PLC0415
+    from videotaf.engine.evaluate import read_class_subset
 
     args, sizes = parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -31,7 +31,7 @@ from videotaf.data.decode import detect_frame_template, draft_request
 from videotaf.data.synth import synthesize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json  # noqa: E402
+from _common import ROOT, header, update_section, write_json
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
 

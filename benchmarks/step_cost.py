@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json  # noqa: E402
-from videotaf.bn import convert_dual_bn  # noqa: E402
-from videotaf.engine.allocator import keep_freed_memory  # noqa: E402
-from videotaf.models import build  # noqa: E402
-from videotaf.objective import build_objective  # noqa: E402
+from _common import ROOT, header, update_section, write_json
+from videotaf.bn import convert_dual_bn
+from videotaf.engine.allocator import keep_freed_memory
+from videotaf.models import build
+from videotaf.objective import build_objective
 
 MODELS = {
     # name: (build options, frames, pixels, batch)
@@ -106,7 +106,7 @@ def activation_memory_mb(model, objective, opt, clips, labels, amp: str | None, 
 def pass_costs(device: torch.device, px: int, reps: int) -> dict[str, float]:
     """Seconds of one forward, a full backward and an input-only backward (TA's attack pass) of TSM-R50, 8 frames
     at ``px`` pixels, batch 2: the kernel costs behind the pass-count floors (which assume backward = 2 forwards)."""
-    from videotaf.attack import TemporalAdversarialAugmentation  # noqa: PLC0415
+    from videotaf.attack import TemporalAdversarialAugmentation
 
     torch.manual_seed(0)
     model = build("tsm", 10, 8, depth=50).to(device).train()

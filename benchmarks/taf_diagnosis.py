@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json  # noqa: E402
-from videotaf.config import apply_overrides, config_from_dict  # noqa: E402
-from videotaf.engine.train import fit  # noqa: E402
+from _common import ROOT, header, update_section, write_json
+from videotaf.config import apply_overrides, config_from_dict
+from videotaf.engine.train import fit
 
 VARIANTS = {
     "cam_score=ce (literal sign of Eq. 2)": ["adversarial.cam_score=ce"],

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json  # noqa: E402
-from videotaf.config import apply_overrides, config_from_dict  # noqa: E402
-from videotaf.data.synth import synthesize  # noqa: E402
+from _common import ROOT, header, update_section, write_json
+from videotaf.config import apply_overrides, config_from_dict
+from videotaf.data.synth import synthesize
 
 MODELS = {"tsm_small": {"depth": 18, "width": 0.25}, "tsm_r50": {"depth": 50}}
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             size=args.size,
             seed=0,
         )
-        from videotaf.engine.train import fit  # noqa: PLC0415
+        from videotaf.engine.train import fit
 
         best: dict[str, float] = {}
         for r in range(args.rounds):

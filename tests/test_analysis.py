@@ -392,7 +392,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(commands, "eval_dataset", lambda cfg, split=None: Data())
 
 
-def test_cli_robustness_analyze_cam(tmp_path: Path, fake_engine, real_fixtures: Path) -> None:
+def test_cli_robustness_analyze_cam(tmp_path: Path, fake_engine, real_fixtures: Path, capsys) -> None:
     from videotaf.cli import main
 
     rc = main(
@@ -479,8 +479,13 @@ def test_cli_robustness_analyze_cam(tmp_path: Path, fake_engine, real_fixtures: 
         ]
     )
     assert rc == 0 and (tmp_path / "cam_video.png").is_file()
-    with pytest.raises(SystemExit, match="index out of range"):
-        main(["cam", "--checkpoint", "a.pt", "--video", "dataset:9", "--out", str(tmp_path / "x.png")])
+    assert main(["cam", "--checkpoint", "a.pt", "--video", "dataset:9", "--out", str(tmp_path / "x.png")]) == 2
+    assert "index out of range" in capsys.readouterr().err
+    # An existing output is refused before any work, and replaced with --overwrite.
+    cam_args = ["cam", "--checkpoint", "a.pt", "--video", "dataset:1", "--out", str(tmp_path / "cam.png")]
+    assert main(cam_args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main([*cam_args, "--overwrite"]) == 0
 
 
 def test_cli_report(tmp_path: Path) -> None:

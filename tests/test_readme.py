@@ -19,10 +19,10 @@ def test_readme_training_loop_and_attack_examples_run():
     loop = loop.replace('net.load_state_dict(torch.load("my_pretrained.pt", weights_only=True))', "")
     clips, labels = torch.rand(2, 16, 3, 32, 32), torch.tensor([1, 5])
     scope: dict = {"loader": [(clips, labels)]}
-    exec(loop, scope)  # noqa: S102
+    exec(loop, scope)
     model = scope["model"]
     assert not any(".aux_bn." in k for k in model.state_dict())  # strip_dual_bn ran
     scope.update(clips=clips, labels=labels)
-    exec(attack, scope)  # noqa: S102
+    exec(attack, scope)
     adv = scope["adv_clips"]
     assert adv.shape == clips.shape and (adv - clips).abs().max() <= 64 / 255 + 1e-6

@@ -35,6 +35,8 @@ from videotaf.analysis.report import build_report
 from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
+from videotaf.errors import VideotafError
+from videotaf.io import atomic_write_bytes, check_output
 
 __all__ = ["register"]
 
@@ -91,7 +93,7 @@ def _device(text: str) -> Any:
 
 def _load_models(paths: list[Path], names: list[str] | None, device: Any) -> tuple[dict[str, Any], list[dict]]:
     if names and len(names) != len(paths):
-        raise SystemExit(f"error: {len(names)} --name values for {len(paths)} checkpoints")
+        raise VideotafError(f"{len(names)} --name values for {len(paths)} checkpoints")
     models: dict[str, Any] = {}
     cfgs = []
     for i, path in enumerate(paths):
@@ -146,6 +148,7 @@ def _limit(loader: Any, max_clips: int | None) -> Any:
 
 # ----------------------------------------------------------------------------------------- robustness
 def _cmd_robustness(args: argparse.Namespace) -> int:
+    check_output(args.out / "robustness.json", overwrite=args.overwrite)
     corruptions = resolve_corruptions(args.corruptions)
     device = _device(args.device)
     models, cfgs = _load_models(args.checkpoint, args.name, device)
@@ -169,6 +172,8 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- analyze
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_output(args.out, overwrite=args.overwrite)
     device = _device(args.device)
     models, cfgs = _load_models(args.checkpoint, args.name, device)
     loader, _ = _loader(args, _config(args, cfgs[0]))
@@ -187,8 +192,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         )
     text = json.dumps(out, indent=2) + "\n"
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        atomic_write_bytes(args.out, text.encode())
         print(f"wrote {args.out}")
     else:
         print(text)
@@ -197,6 +201,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- cam
 def _cmd_cam(args: argparse.Namespace) -> int:
+    check_output(args.out, overwrite=args.overwrite)
     device = _device(args.device)
     paths = [args.checkpoint] + list(args.compare)
     models, cfgs = _load_models(paths, args.name, device)
@@ -207,10 +212,10 @@ def _cmd_cam(args: argparse.Namespace) -> int:
         try:
             index = int(args.video.split(":", 1)[1])
         except ValueError:
-            raise SystemExit(f"error: --video {args.video!r}: expected dataset:INDEX with an integer index") from None
+            raise VideotafError(f"--video {args.video!r}: expected dataset:INDEX with an integer index") from None
         dataset = eval_dataset(cfg, args.split)
         if not 0 <= index < len(dataset):
-            raise SystemExit(f"error: --video {args.video!r}: index out of range (dataset has {len(dataset)} items)")
+            raise VideotafError(f"--video {args.video!r}: index out of range (dataset has {len(dataset)} items)")
         clip, label = dataset[index]
         label = int(label) if int(label) >= 0 else None
         names = class_names(dataset)
@@ -242,10 +247,11 @@ def _cmd_cam(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- report
 def _cmd_report(args: argparse.Namespace) -> int:
+    check_output(args.out / "index.html", overwrite=args.overwrite)
     long_term = None
     if args.long_term is not None:
         if not args.long_term.is_file():
-            raise SystemExit(f"error: --long-term file not found: {args.long_term}")
+            raise VideotafError(f"--long-term file not found: {args.long_term}")
         long_term = [
             line.split("#", 1)[0].strip()
             for line in args.long_term.read_text().splitlines()
@@ -278,7 +284,7 @@ def _report_cams(args: argparse.Namespace, work: Path) -> list[Path]:
                 ckpts.append(run / "checkpoints" / name)
                 break
     if not ckpts:
-        raise SystemExit("error: --cam-examples needs RUN/checkpoints/best.pt or last.pt in a run directory")
+        raise VideotafError("--cam-examples needs RUN/checkpoints/best.pt or last.pt in a run directory")
     device = _device(args.device)
     models, cfgs = _load_models(ckpts, None, device)
     dataset = eval_dataset(_config(args, cfgs[0]), args.split)
@@ -326,6 +332,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-clips", type=int, default=None, help="evaluate only the first N clips")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_data_args(p)
     p.set_defaults(func=_cmd_robustness)
 
@@ -341,6 +348,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-clips", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="JSON file (default: print)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_data_args(p)
     p.set_defaults(func=_cmd_analyze)
 
@@ -358,12 +366,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="crop size for --video files (default data.crop_size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="PNG path")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_data_args(p)
     p.set_defaults(func=_cmd_cam)
 
     p = subparsers.add_parser("report", help="HTML report of run directories (accuracy, curves, Fig. 4/5, robustness)")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", type=Path, required=True, help="output directory (index.html and PNGs)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--names", nargs="+", default=None, help="display names, one per run")
     p.add_argument("--baseline", type=int, default=0, help="index of the baseline run (default 0)")
     p.add_argument("--long-term", type=Path, default=None, help="file of long-term class names, one per line")

@@ -6,10 +6,12 @@ import argparse
 import dataclasses
 import sys
 
+from videotaf.config import load_config
 from videotaf.data.check import CheckReport, check_dataset
 from videotaf.data.config import DATASET_KINDS, DataConfig, build_dataset
 from videotaf.data.errors import AnnotationError, DataError
 from videotaf.data.filelist import LIST_FORMATS
+from videotaf.data.synth import synthesize
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,8 +69,6 @@ def _check_config(args: argparse.Namespace) -> tuple[DataConfig, int | None, lis
     """The data config, label count and splits ``data check`` reads (ValueError for a bad command line)."""
     num_classes = args.num_classes
     if args.config:
-        from videotaf.config import load_config  # noqa: PLC0415 (the engine's config, only when asked for)
-
         cfg = load_config(args.config)
         data = cfg.data
         if num_classes is None:
@@ -139,8 +139,6 @@ def _check_split(data: DataConfig, split: str, num_classes: int | None, args: ar
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from videotaf.data.synth import synthesize  # noqa: PLC0415 (imports the encoder only when needed)
-
     try:
         out = synthesize(
             args.out,

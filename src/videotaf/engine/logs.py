@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 EPOCH_KEYS = (
     "epoch",
     "lr",
@@ -44,7 +46,8 @@ class MetricsLogger:
         self.tb = None
         if enabled and tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+                # tensorboard is an optional dependency: imported only when a run asks for it.
+                from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 print("tensorboard is not installed; runtime.tensorboard ignored", file=sys.stderr)
             else:
@@ -118,8 +121,6 @@ class Progress:
         self.start_n = initial
         self.bar = None
         if mode == "bar":
-            from tqdm import tqdm  # noqa: PLC0415
-
             self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.stream, dynamic_ncols=True)
 
     def update(self, **values: float) -> None:
