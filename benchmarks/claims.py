@@ -35,12 +35,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dataclasses
+
 from _common import ROOT, header, update_section, write_json
-from videotaf.config import Config, apply_overrides, config_from_dict, config_to_dict
+from videotaf.analysis.attention import analyze_attention
+from videotaf.analysis.robustness import evaluate_robustness
+from videotaf.config import Config, config_from_dict
+from videotaf.data import build_dataset
+from videotaf.data.synth import synthesize
+from videotaf.engine.builders import load_model
+from videotaf.engine.checkpoint import load_checkpoint
+from videotaf.engine.evaluate import read_class_subset, split_metrics
+from videotaf.engine.finetune import AttackSettings
+from videotaf.engine.finetune import finetune_config as protocol_config
+from videotaf.engine.train import fit_or_reuse
 
 PAPER = {
     # Something-Something V1, TSM-R50 8 frames (Tables 1, 2a-2c, 3): top-1 %
@@ -223,8 +234,6 @@ def log(msg: str) -> None:
 
 def ensure_dataset(work: Path, sizes: Sizes) -> Path:
     """The synthetic dataset under ``work/data``, synthesised unless one with the same settings is there."""
-    from videotaf.data.synth import synthesize
-
     root = work / "data"
     wanted = dict(
         num_classes=sizes.classes,
@@ -294,80 +303,38 @@ def baseline_config(sizes: Sizes, data_root: Path, out_dir: Path) -> Config:
 
 
 def finetune_config(checkpoint: Path, run: Run, sizes: Sizes, out_dir: Path) -> Config:
-    """The run's config exactly as ``videotaf finetune --checkpoint BASE --method M ...`` builds it (the saved
-    baseline config plus :func:`videotaf.engine.commands.finetune_overrides`), with the run's seed."""
-    from videotaf.engine.checkpoint import load_checkpoint
-    from videotaf.engine.commands import finetune_overrides
-
-    saved = load_checkpoint(checkpoint).get("config") or {}
-    ns = argparse.Namespace(
-        checkpoint=checkpoint,
-        method=run.method,
+    """The run's config exactly as ``videotaf finetune --checkpoint BASE --method M ...`` builds it: the saved
+    baseline config through :func:`videotaf.engine.finetune.finetune_config`, with the run's seed."""
+    saved = config_from_dict(load_checkpoint(checkpoint).get("config") or {}, f"{checkpoint} (saved config)")
+    if sizes.finetune_lr is not None:
+        saved = dataclasses.replace(saved, optim=dataclasses.replace(saved.optim, lr=sizes.finetune_lr))
+    return protocol_config(
+        saved,
+        checkpoint,
+        run.method,
         epochs=sizes.finetune_epochs,
         decay_after=sizes.decay_after,
-        alpha=run.alpha,
-        eps=run.eps,
-        step_size=run.step_size,
-        steps=run.steps,
-        num_nonkey=None,
+        attack=AttackSettings(run.alpha, run.eps, run.step_size, run.steps),
+        output_dir=out_dir,
+        seed=run.seed,
     )
-    overrides = finetune_overrides(ns) + [
-        f"runtime.output_dir={out_dir}",
-        f"runtime.seed={run.seed}",
-        f"data.seed={run.seed}",
-    ]
-    if sizes.finetune_lr is not None:
-        overrides.append(f"optim.lr={sizes.finetune_lr!r}")
-    return config_from_dict(apply_overrides(saved, overrides), f"claims finetune {run.name}")
-
-
-def _same_config(run_dir: Path, cfg: Config) -> bool:
-    """Whether the run directory's saved config, read with today's defaults for keys added since, equals ``cfg``."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return False
-    try:
-        saved = config_from_dict(yaml.safe_load(path.read_text()), str(path))
-    except (ValueError, TypeError):
-        return False
-    return _plain(saved) == _plain(cfg)
-
-
-def _plain(cfg: Config) -> Any:
-    return yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))
 
 
 def train_or_reuse(cfg: Config, subset: list[str]) -> Path:
-    """Run ``fit(cfg)`` unless its directory already holds a finished run with this config; resume a run that
-    was interrupted. Returns the run directory."""
-    from videotaf.engine.train import fit
-
-    run_dir = Path(cfg.runtime.output_dir)
-    same = _same_config(run_dir, cfg)
-    if same and (run_dir / "eval.json").is_file():
-        log(f"reusing {run_dir}")
-        return run_dir
-    resume = same and (run_dir / "checkpoints" / "last.pt").is_file()
-    log(f"{'resuming' if resume else 'training'} {run_dir.name}: {cfg.adversarial.method}, {cfg.optim.epochs} epochs")
-    fit(cfg, resume=resume, subset_classes=subset)
+    """``fit(cfg)`` unless its directory already holds a finished run with this config (an interrupted one
+    resumes); :func:`videotaf.engine.train.fit_or_reuse`. Returns the run directory."""
+    run_dir, what = fit_or_reuse(cfg, subset_classes=subset)
+    log(f"{what} {run_dir.name}: {cfg.adversarial.method}, {cfg.optim.epochs} epochs")
     return run_dir
 
 
 def train_split_metrics(run_dir: Path, cfg: Config) -> dict[str, float]:
     """Top-1 (%) and CE of the final model on the training split with the test transform (cached in
     ``RUN/train_eval.json``): the "training accuracy" of the paper's over-fitting gap (Sec. 3.1)."""
-    from videotaf.data import build_dataset
-    from videotaf.engine.builders import class_names_of
-    from videotaf.engine.checkpoint import load_model
-    from videotaf.engine.evaluate import compute_metrics, predict
-
     cache = run_dir / "train_eval.json"
     if cache.is_file() and cache.stat().st_mtime >= (run_dir / "eval.json").stat().st_mtime:
         return json.loads(cache.read_text())
-    model, _ = load_model(run_dir / "checkpoints" / "last.pt")
-    ds = build_dataset(cfg.data, cfg.data.train_split, False)
-    logits, labels = predict(model, DataLoader(ds, batch_size=cfg.optim.batch_size, num_workers=0))
-    m = compute_metrics(logits, labels, class_names_of(ds, cfg.model.num_classes))
+    m = split_metrics(run_dir / "checkpoints" / "last.pt", cfg)
     out = {"top1": m["top1"], "loss": m["loss"]}
     cache.write_text(json.dumps(out) + "\n")
     return out
@@ -444,10 +411,6 @@ def robustness(
     Pixel-valued corruption parameters are scaled to the crop (``spatial_scale=None``: ``crop / 224``) so that
     a blur removes the same fraction of the frame as at the paper's 224 px.
     """
-    from videotaf.analysis.robustness import evaluate_robustness
-    from videotaf.data import build_dataset
-    from videotaf.engine.checkpoint import load_model
-
     names = {m: [f"{m}_seed{s}" for s in range(seeds)] for m in ("plain", "taf")}
     if not all(k in run_dirs for ks in names.values() for k in ks):
         log("robustness: needs the plain and taf runs; skipped")
@@ -499,10 +462,6 @@ def attention(
 ) -> dict[str, Any]:
     """Figure 3 on the baseline: temporal-attention shift of TA versus CE-PGD (same budget, eps 64/255, step
     32/255, K 1); Figure 6: the clean attention of the plain- and TAF-fine-tuned models (every seed)."""
-    from videotaf.analysis.attention import analyze_attention
-    from videotaf.data import build_dataset
-    from videotaf.engine.checkpoint import load_model
-
     ds = build_dataset(val_cfg.data, val_cfg.data.val_split, False)
 
     def loader() -> DataLoader:
@@ -883,8 +842,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Sizes
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from videotaf.engine.evaluate import read_class_subset
-
     args, sizes = parse_args(argv)
     torch.set_num_threads(args.threads)
     work: Path = args.work

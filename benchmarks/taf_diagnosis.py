@@ -23,7 +23,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, header, update_section, write_json
 from videotaf.config import apply_overrides, config_from_dict
-from videotaf.engine.train import fit
+from videotaf.engine.train import fit_or_reuse
 
 VARIANTS = {
     "cam_score=ce (literal sign of Eq. 2)": ["adversarial.cam_score=ce"],
@@ -60,9 +60,8 @@ def main() -> None:
         )
         eval_path = out_dir / "eval.json"
         t0 = time.time()
-        if not eval_path.is_file():
-            print(f"[diagnosis] {name}: fine-tuning", flush=True)
-            fit(cfg)
+        print(f"[diagnosis] {name}: fine-tuning (a finished run is reused)", flush=True)
+        fit_or_reuse(cfg)
         ev = json.loads(eval_path.read_text())
         rows[name] = {
             "overrides": overrides,
