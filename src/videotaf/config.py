@@ -215,7 +215,7 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _Mismatch
-        return _build_dataclass(tp, value, where, source)
+        return _build_dataclass(typing.cast(type, tp), value, where, source)
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -274,7 +274,7 @@ def run_demo(
     return results
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``videotaf demo``."""
     p = subparsers.add_parser(
         "demo", help="synthetic long-term-motion data: baseline, then plain vs TAF fine-tuning, side by side"

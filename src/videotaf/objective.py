@@ -172,7 +172,7 @@ class Objective:
 
 
 def _plain_backward(loss: torch.Tensor) -> None:
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]
 
 
 def _d(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation
-from videotaf.cam import temporal_gradcam
+from videotaf.cam import Score, temporal_gradcam
 
 __all__ = [
     "normalized_entropy",
@@ -124,7 +124,7 @@ def analyze_attention(
     steps: int = 1,
     num_weakest: int | None = None,
     cam_target: str = "pred",
-    score: str = "log_prob",
+    score: Score = "log_prob",
     seed: int = 0,
     device: torch.device | str | None = None,
     max_batches: int | None = None,
@@ -163,7 +163,7 @@ def analyze_attention(
             "ce": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
         }
     clean_vals: dict[str, list[torch.Tensor]] = {"entropy": [], "weakest_share": [], "peak_share": []}
-    adv_vals = {a: {k: [] for k in clean_vals} for a in attacks}
+    adv_vals: dict[str, dict[str, list[torch.Tensor]]] = {a: {k: [] for k in clean_vals} for a in attacks}
     shift_vals: dict[str, dict[str, list[torch.Tensor]]] = {
         a: {"l1": [], "tv": [], "entropy_change": [], "nonkey_gain": []} for a in attacks
     }

@@ -33,7 +33,7 @@ from videotaf.attack import (
     CrossEntropyAugmentation,
     TemporalAdversarialAugmentation,
 )
-from videotaf.cam import temporal_gradcam
+from videotaf.cam import Score, temporal_gradcam
 
 __all__ = [
     "CamRow",
@@ -213,7 +213,7 @@ def cam_rows(
     step_size: float = 32 / 255,
     steps: int = 1,
     target: str = "pred",
-    score: str = "log_prob",
+    score: Score = "log_prob",
     class_names: Sequence[str] | None = None,
     seed: int = 0,
 ) -> list[CamRow]:

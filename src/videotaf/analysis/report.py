@@ -88,7 +88,7 @@ def _note(text: str) -> str:
 def find_robustness_files(run_dir: str | Path) -> list[Path]:
     """``robustness*.json`` files in ``run_dir`` and up to two directory levels below, sorted."""
     run_dir = Path(run_dir)
-    found = set()
+    found: set[Path] = set()
     for pattern in ("robustness*.json", "*/robustness*.json", "*/*/robustness*.json"):
         found.update(p for p in run_dir.glob(pattern) if p.is_file())
     return sorted(found)
@@ -97,7 +97,7 @@ def find_robustness_files(run_dir: str | Path) -> list[Path]:
 def find_cam_images(run_dir: str | Path) -> list[Path]:
     """``cam*.png`` files in ``run_dir``, in ``run_dir/cams`` and up to two levels below, sorted."""
     run_dir = Path(run_dir)
-    found = set()
+    found: set[Path] = set()
     for pattern in ("cam*.png", "*/cam*.png", "*/*/cam*.png", "cams/*.png"):
         found.update(p for p in run_dir.glob(pattern) if p.is_file())
     return sorted(found)

@@ -47,7 +47,7 @@ class CheckpointError(VideotafError, RuntimeError):
 def rng_state() -> dict[str, Any]:
     """RNG states of python, numpy, torch (CPU) and every CUDA device, as tensors and primitives."""
     py = random.getstate()
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": {

@@ -85,7 +85,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train``, ``finetune``, ``eval`` and ``export``; each sets ``func(args) -> int``."""
     p = subparsers.add_parser("train", help="train a baseline model from a YAML config")
     p.add_argument("--config", type=Path, default=None, help="YAML config (optional with --resume and --out)")

@@ -113,7 +113,7 @@ class BackboneClassifier(VideoClassifier):
 
     @property
     def cam_layer(self) -> nn.Module:
-        return self.backbone.layer4
+        return self.backbone.get_submodule("layer4")
 
     def load_imagenet_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
         """Initialise the backbone from an ImageNet state dict with the same keys (torchvision ResNet for TSM and

@@ -19,7 +19,7 @@ from torch import nn
 from videotaf.models.base import BackboneClassifier
 from videotaf.models.layers.tam import TAM
 from videotaf.models.registry import register_model, with_imagenet
-from videotaf.models.resnet import BASE_CHANNELS, init_conv_bn, resolve_arch, scale_channels
+from videotaf.models.resnet import BASE_CHANNELS, TemporalBlock, init_conv_bn, resolve_arch, scale_channels
 from videotaf.models.weights import CLASSIFIER_RULES, load_backbone_state, register_key_scheme
 
 # IBM/bLVNet-TAM: ``module.baseline_model.<bLResNet keys>`` (``b_conv0``, ``layer1.big.0...``, ``layer1.tam.prev``,
@@ -33,7 +33,7 @@ register_key_scheme(
 
 
 def _bl_layer(
-    block: type[nn.Module],
+    block: type[TemporalBlock],
     inplanes: int,
     out: int,
     blocks: int,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from videotaf.models.base import VideoClassifier
 from videotaf.models.weights import load_imagenet
+
+M = TypeVar("M", bound=VideoClassifier)
 
 _REGISTRY: dict[str, Callable[..., VideoClassifier]] = {}
 
@@ -58,7 +60,7 @@ def build(name: str, num_classes: int, num_frames: int, **options: Any) -> Video
     return factory(num_classes=num_classes, num_frames=num_frames, **options)
 
 
-def with_imagenet(model: VideoClassifier, imagenet_weights: str | None) -> VideoClassifier:
+def with_imagenet(model: M, imagenet_weights: str | None) -> M:
     """``model`` after loading a local ImageNet checkpoint into its backbone when a path is given (factories)."""
     if imagenet_weights is not None:
         load_imagenet(model, imagenet_weights)

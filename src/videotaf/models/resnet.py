@@ -41,7 +41,7 @@ def scale_channels(channels: int, width: float) -> int:
     return max(8, int(round(channels * width / 8)) * 8)
 
 
-def resolve_arch(depth: int) -> tuple[type[nn.Module], tuple[int, int, int, int]]:
+def resolve_arch(depth: int) -> tuple[type[TemporalBlock], tuple[int, int, int, int]]:
     """Block class and block counts of a ResNet depth (18/34: BasicBlock, 50/101: Bottleneck)."""
     if depth not in ARCH:
         raise ValueError(f"depth must be one of {sorted(ARCH)}, got {depth}")
@@ -49,7 +49,8 @@ def resolve_arch(depth: int) -> tuple[type[nn.Module], tuple[int, int, int, int]
     return (BasicBlock if kind == "basic" else Bottleneck), layers
 
 
-class _TemporalBlock(nn.Module):
+class TemporalBlock(nn.Module):
+    expansion: int
     temporal: nn.Module | None
     downsample: nn.Module | None
 
@@ -75,7 +76,7 @@ class _TemporalBlock(nn.Module):
         return torch.relu(out) if self.last_relu else out
 
 
-class BasicBlock(_TemporalBlock):
+class BasicBlock(TemporalBlock):
     """Two 3x3 convs (ResNet-18/34). ``(N, inplanes, H, W) -> (N, planes, H/stride, W/stride)``."""
 
     expansion = 1
@@ -106,7 +107,7 @@ class BasicBlock(_TemporalBlock):
         return self._finish(out, res)
 
 
-class Bottleneck(_TemporalBlock):
+class Bottleneck(TemporalBlock):
     """1x1 -> 3x3 (stride) -> 1x1 (ResNet-50/101). ``(N, inplanes, H, W) -> (N, 4*planes, H/s, W/s)``."""
 
     expansion = 4
@@ -298,4 +299,6 @@ class ResNet3dGST(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            x = self.get_submodule(name)(x)
+        return x

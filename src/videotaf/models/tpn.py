@@ -17,6 +17,7 @@ from torch import nn
 
 from videotaf.models.base import BackboneClassifier, ModelOutputs
 from videotaf.models.registry import register_model, with_imagenet
+from videotaf.models.resnet import ResNet2d
 from videotaf.models.tsm import shift_backbone
 from videotaf.models.weights import register_key_scheme
 
@@ -128,6 +129,7 @@ class TPN(BackboneClassifier):
     """
 
     aux_loss_weight = 0.5
+    backbone: ResNet2d
 
     def __init__(
         self,
