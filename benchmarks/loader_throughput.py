@@ -33,7 +33,7 @@ from videotaf.data.synth import synthesize
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, header, update_section, write_json
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
+FIXTURES = ROOT / "tests" / "data" / "real"  # real camera footage, Apache-2.0 (see its NOTICE.md)
 
 
 def raw_video(path: str, indices: list[int]) -> list[np.ndarray]:

@@ -1,9 +1,11 @@
 """What a TAF step costs compared with a plain training step (issue: step cost; paper Sec. 4.3 "Computational Cost").
 
 Measured in one process, methods interleaved round-robin so that drift hits all of them alike. Reports the median
-step time of each schedule, its ratio to the plain step, and the pass-count floors of the fused schedule
-(7/3 at K = 1, 11/3 at K = 3; see ``videotaf.objective``). Memory: the GPU's peak allocation during a step, or on the CPU the storages autograd saves
-for backward during a step (activation memory, parameters excluded).
+step time of each schedule, its ratio to the plain step, and its pass-count floor: the forwards and backwards
+of one step, counted with hooks (``_common.count_passes``) and weighed as in ``videotaf.objective`` (forward 1,
+input-only backward 1, backward with parameter gradients 2), over the plain step's (7/3 for the fused schedule
+at K = 1, 11/3 at K = 3, 8/3 for the naive one at K = 1). Memory: the GPU's peak allocation during a step, or
+on the CPU the storages autograd saves for backward during a step (activation memory, parameters excluded).
 
 On the CPU each model is measured twice, each time in a fresh process: with glibc's default allocator, which
 unmaps every freed block above 32 MiB so that the next step faults its activations in again, and with freed
@@ -28,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json
+from _common import ROOT, count_passes, header, update_section, write_json
 from videotaf.bn import convert_dual_bn
 from videotaf.engine.allocator import keep_freed_memory
 from videotaf.models import build
@@ -41,18 +43,18 @@ MODELS = {
     "tsm_r50_224": (dict(depth=50), 8, 224, 2),
 }
 SCHEDULES = {
-    # name: (method, K, fused, pass-count floor relative to a plain step)
-    "plain": ("plain", 1, True, 1.0),
-    "taf_k1": ("taf", 1, True, 7 / 3),
-    "taf_k1_naive": ("taf", 1, False, 8 / 3),
-    "taf_k3": ("taf", 3, True, 11 / 3),
-    "ce_adv_k1": ("ce_adv", 1, True, 7 / 3),
+    # name: (method, K, fused)
+    "plain": ("plain", 1, True),
+    "taf_k1": ("taf", 1, True),
+    "taf_k1_naive": ("taf", 1, False),
+    "taf_k3": ("taf", 3, True),
+    "ce_adv_k1": ("ce_adv", 1, True),
 }
 
 
 def make(model_name: str, schedule: str, device: torch.device, batch: int | None, channels_last: bool):
     opts, frames, px, default_batch = MODELS[model_name]
-    method, steps, fused, _ = SCHEDULES[schedule]
+    method, steps, fused = SCHEDULES[schedule]
     torch.manual_seed(0)
     model = build("tsm", 10, frames, **opts).to(device).train()
     objective = build_objective(method, steps=steps, fused=fused, generator=torch.Generator().manual_seed(0))
@@ -78,6 +80,15 @@ def one_step(model, objective, opt, clips, labels, amp: str | None, device: torc
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
+
+
+def pass_units(model, objective, opt, clips, labels) -> int:
+    """One step's forwards and backwards in forward-equivalents, counted (float32; gradients cleared after)."""
+    opt.zero_grad(set_to_none=True)
+    with count_passes(model) as passes:
+        objective.step(model, clips, labels)
+    opt.zero_grad(set_to_none=True)
+    return passes.units
 
 
 def activation_memory_mb(model, objective, opt, clips, labels, amp: str | None, device: torch.device) -> float:
@@ -199,6 +210,10 @@ def main() -> None:
     results = {}
     for model_name in models:
         runs = {s: make(model_name, s, device, args.batch, args.channels_last) for s in args.schedules}
+        units = {s: pass_units(*run) for s, run in runs.items()}
+        if "plain" not in units:
+            model, _, opt, clips, labels = next(iter(runs.values()))
+            units["plain"] = pass_units(model, build_objective("plain"), opt, clips, labels)
         times: dict[str, list[float]] = {s: [] for s in args.schedules}
         for rep in range(reps + 2):
             for s, run in runs.items():
@@ -212,7 +227,7 @@ def main() -> None:
             rows[s] = {
                 "median_s": med,
                 "ratio_to_plain": med / plain if plain else None,
-                "pass_floor": SCHEDULES[s][3],
+                "pass_floor": units[s] / units["plain"],
             }
         if not args.no_memory:
             mem = {s: activation_memory_mb(*run, args.amp, device) for s, run in runs.items()}

@@ -6,7 +6,18 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "real"
+DATA = Path(__file__).resolve().parent / "data"
+FIXTURES = DATA / "real"
+# Every file the tests read from FIXTURES; a missing one is an error of the checkout, never a reason to skip.
+FIXTURE_FILES = (
+    "clip_a.mp4",
+    "clip_a.webm",
+    "clip_b.mp4",
+    "clip_c.avi",
+    "clip_d.mp4",
+    *(f"frames_a/img_{k:05d}.jpg" for k in range(1, 11)),
+)
+SSV2_CLASSES = DATA / "sthv2-classes.txt"
 
 # Two cores on CI: more threads than cores only adds contention for these tiny tensors.
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -14,6 +25,16 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def real_fixtures() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"real footage fixtures not found at {FIXTURES}")
+    """``tests/data/real``, the real footage (see its NOTICE.md)."""
+    missing = [name for name in FIXTURE_FILES if not (FIXTURES / name).is_file()]
+    if missing:
+        pytest.fail(f"test data missing from {FIXTURES}: {', '.join(missing)}", pytrace=False)
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def ssv2_classes() -> list[str]:
+    """The 174 Something-Something V2 class names in id order (``tests/data/sthv2-classes.txt``)."""
+    if not SSV2_CLASSES.is_file():
+        pytest.fail(f"test data missing: {SSV2_CLASSES}", pytrace=False)
+    return SSV2_CLASSES.read_text().splitlines()

@@ -18,7 +18,6 @@ from videotaf.engine import checkpoint as ck
 from videotaf.engine.builders import load_model
 
 TESTS = Path(__file__).resolve().parent
-pytest.importorskip("videotaf.data.synth")
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +160,7 @@ def test_config_errors_exit_2_and_name_the_field(tmp_path, config_file, capsys):
     assert main(["finetune", "--checkpoint", str(tmp_path / "none.pt"), "--method", "taf"]) == 2
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "videotaf", "finetune", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--method" in r.stdout and "taf" in r.stdout

@@ -21,8 +21,6 @@ from videotaf.data import (
 )
 from videotaf.data.synth import write_video
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "sthv2-classes.txt"
-
 
 def _frames(n: int, h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
     # Frame k carries its index in the red channel so tests can read back which frames were sampled.
@@ -130,15 +128,15 @@ def test_ssv2_template_to_class_and_webm_decode(tmp_path: Path):
     assert [s.label for s in test.samples] == [-1]
 
 
-def test_ssv2_official_flip_map_matches_ids_and_names():
-    classes = REFERENCE.read_text().splitlines()
+def test_ssv2_official_flip_map_matches_ids_and_names(ssv2_classes: list[str]):
+    classes = ssv2_classes
     assert len(classes) == 174
     official = {86: 87, 87: 86, 93: 94, 94: 93, 166: 167, 167: 166}
     assert flip_pairs_by_name(classes) == official
 
 
-def test_ssv2_dataset_flip_swaps_exactly_the_mapped_classes(tmp_path: Path):
-    classes = REFERENCE.read_text().splitlines()
+def test_ssv2_dataset_flip_swaps_exactly_the_mapped_classes(tmp_path: Path, ssv2_classes: list[str]):
+    classes = ssv2_classes
     mapped = [86, 87, 94, 167]
     unmapped = [0, 88]
     items = [{"id": str(i), "template": classes[c]} for i, c in enumerate(mapped + unmapped)]
@@ -164,8 +162,8 @@ def official_swap(c: int) -> int:
     return {86: 87, 87: 86, 93: 94, 94: 93, 166: 167, 167: 166}.get(c, c)
 
 
-def test_flip_is_off_by_default_for_something_something(tmp_path: Path):
-    classes = REFERENCE.read_text().splitlines()
+def test_flip_is_off_by_default_for_something_something(tmp_path: Path, ssv2_classes: list[str]):
+    classes = ssv2_classes
     root = _ssv2(tmp_path, classes, {"train": [{"id": "1", "template": classes[86]}]}, frames=4)
     ds = SomethingV2(root, "train", train=True, num_frames=2, crop_size=16)
     assert ds.flip is False

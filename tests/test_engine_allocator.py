@@ -38,6 +38,7 @@ print(json.dumps({"ok": ok, "default": default, "kept": kept}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
 def test_freed_activations_are_reused_without_page_faults():
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
