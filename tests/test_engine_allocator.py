@@ -26,14 +26,15 @@ def faults_of_one_step():
     net(x).square().mean().backward()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-def steady_state():
-    for _ in range(3):
+def steady_state(warmup):
+    for _ in range(warmup):
         faults_of_one_step()
     return [faults_of_one_step() for _ in range(3)]
 
-default = steady_state()
+default = steady_state(3)
 ok = keep_freed_memory()
-kept = steady_state()
+# The heap takes a few steps to grow to the step's peak after glibc's defaults released it (seen: up to 5).
+kept = steady_state(8)
 print(json.dumps({"ok": ok, "default": default, "kept": kept}))
 """
 
