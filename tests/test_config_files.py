@@ -79,7 +79,8 @@ def test_table1_rows_follow_their_protocol(ds, stem, frames):
 
 def test_synthetic_configs_match_the_demo():
     from videotaf.config import config_to_dict
-    from videotaf.demo import FULL, baseline_config, finetune_config
+    from videotaf.demo import FULL, baseline_config
+    from videotaf.engine.finetune import finetune_config
 
     yaml_cfg = load_config(CONFIGS / "synthetic" / "tsm_tiny.yaml")
     demo = baseline_config(FULL, yaml_cfg.data.root, yaml_cfg.runtime.output_dir)
@@ -87,5 +88,7 @@ def test_synthetic_configs_match_the_demo():
     a["runtime"]["progress"] = b["runtime"]["progress"] = a["runtime"]["log_every"] = b["runtime"]["log_every"] = 0
     assert a == b
     taf = load_config(CONFIGS / "synthetic" / "tsm_tiny_taf.yaml")
-    demo_taf = finetune_config(demo, FULL, "taf", "ckpt.pt", taf.runtime.output_dir)
+    demo_taf = finetune_config(
+        demo, "ckpt.pt", "taf", epochs=FULL.finetune_epochs, decay_after=FULL.finetune_decay_after
+    )
     assert taf.optim == demo_taf.optim and taf.adversarial == demo_taf.adversarial
