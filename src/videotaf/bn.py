@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 from torch import nn
@@ -35,8 +36,10 @@ class _DualBatchNormMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_aux:
-            return self.aux_bn(x)
-        return super().forward(x)  # type: ignore[misc]
+            out: torch.Tensor = self.aux_bn(x)
+            return out
+        base: torch.Tensor = super().forward(x)  # type: ignore[misc]
+        return base
 
 
 def _dual_class(base: type) -> type:
@@ -74,7 +77,7 @@ def convert_dual_bn(model: nn.Module) -> nn.Module:
             continue
         aux = copy.deepcopy(bn)
         bn.__class__ = _dual_class(type(bn))
-        bn.use_aux = False
+        cast(_DualBatchNormMixin, bn).use_aux = False
         bn.add_module("aux_bn", aux)
     return model
 
@@ -85,7 +88,7 @@ def strip_dual_bn(model: nn.Module) -> nn.Module:
         if _is_dual(module):
             del module._modules["aux_bn"]
             del module.use_aux
-            module.__class__ = module._base_class
+            module.__class__ = cast(_DualBatchNormMixin, module)._base_class
     return model
 
 
@@ -106,13 +109,14 @@ def adversarial_path(model: nn.Module) -> Iterator[nn.Module]:
     bns = _batchnorms(model)
     if bns and not all(_is_dual(bn) for bn in bns):
         raise ValueError("model has BatchNorm layers without auxiliary copies; call convert_dual_bn(model) first")
-    previous = [bn.use_aux for bn in bns]
-    for bn in bns:
+    duals = [cast(_DualBatchNormMixin, bn) for bn in bns]
+    previous = [bn.use_aux for bn in duals]
+    for bn in duals:
         bn.use_aux = True
     try:
         yield model
     finally:
-        for bn, prev in zip(bns, previous):
+        for bn, prev in zip(duals, previous):
             bn.use_aux = prev
 
 

@@ -14,6 +14,8 @@ for each model, then permuted to torchvision's ``(B, 3, T, H, W)``. The final la
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torchvision
 from torch import nn
@@ -160,7 +162,8 @@ def _load_local(net: nn.Module, weights: str | None, name: str) -> None:
         )
 
 
-def _wrap(name: str, num_classes: int, num_frames: int, net: nn.Module, weights: str | None) -> TorchvisionVideo:
+def _wrap(name: str, num_classes: int, num_frames: int, net: Any, weights: str | None) -> TorchvisionVideo:
+    # ``net`` is typed Any: each torchvision architecture names its head and CAM layer differently.
     _load_local(net, weights, name)
     if name in ("r3d_18", "mc3_18", "r2plus1d_18"):
         model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN, KINETICS_STD)
@@ -171,7 +174,8 @@ def _wrap(name: str, num_classes: int, num_frames: int, net: nn.Module, weights:
         conv = net.classifier[1]
         head = nn.Conv3d(conv.in_channels, num_classes, 1, bias=True)
         nn.init.normal_(head.weight, 0.0, 0.001)
-        nn.init.zeros_(head.bias)
+        if head.bias is not None:  # always, with bias=True; the check is for the type checker
+            nn.init.zeros_(head.bias)
         net.classifier[1] = head
         model._fc_path = "classifier.1"
         net.avgpool = _ClipAvgPool()
