@@ -91,7 +91,9 @@ def test_train_finetune_eval_export(tmp_path, config_file, synth_root, capsys):
     state = ck.load_checkpoint(ft / "checkpoints" / "last.pt")
     assert state["dual_bn"] and any(".aux_bn." in k for k in state["model"])
     lines = [json.loads(x) for x in (ft / "metrics.jsonl").read_text().splitlines()]
-    assert [r["lr"] for r in lines] == pytest.approx([0.05, 0.005])
+    # --lr-from auto: the fine-tune starts at the LR the baseline was saved with (0.02, its --set), not at the
+    # --config's 0.05 (Sec. 4.1's "status when the pre-trained model is logged"), then decays x0.1.
+    assert [r["lr"] for r in lines] == pytest.approx([0.02, 0.002])
 
     # eval of the final checkpoint reproduces the run's own eval.json
     subset = tmp_path / "long.txt"

@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine_toys import toy_config, toy_datasets
 from videotaf.config import ConfigError, config_to_dict
 from videotaf.engine.checkpoint import load_checkpoint
 from videotaf.engine.commands import cmd_finetune, register
-from videotaf.engine.finetune import AttackSettings, finetune_config
+from videotaf.engine.finetune import AttackSettings, finetune_config, finetune_lr, saved_lr
 from videotaf.engine.runs import prepare_run_dir, run_status, same_config
 from videotaf.engine.train import fit, fit_or_reuse
 from videotaf.errors import RunExistsError
@@ -128,3 +129,25 @@ def test_fit_or_reuse_trains_reuses_and_refuses(tmp_path: Path):
     assert fit_or_reuse(other, datasets_fn=toy_datasets, overwrite=True)[1] == "trained"
     lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["lr"] == pytest.approx(cfg.optim.lr / 2)
+
+
+def test_the_saved_lr_is_the_one_the_run_ended_with(tmp_path: Path):
+    """Sec. 4.1 read literally: fine-tuning continues at the LR of "the status when the model is logged"."""
+    cfg = toy_config(str(tmp_path / "base"))
+    cfg.optim.epochs, cfg.optim.milestones, cfg.optim.gamma, cfg.optim.lr = 2, [1], 0.1, 0.05
+    fit(cfg, datasets_fn=toy_datasets)
+    last = tmp_path / "base" / "checkpoints" / "last.pt"
+    assert saved_lr(last) == pytest.approx(0.005)  # decayed once, at epoch 1
+    assert finetune_lr(last, "checkpoint", 0.05)[0] == pytest.approx(0.005)
+    assert finetune_lr(last, "auto", 0.05)[0] == pytest.approx(0.005)
+    assert finetune_lr(last, "config", 0.05) == (0.05, "the config (--lr-from config)")
+    weights_only = tmp_path / "weights.pt"
+    torch.save({"model": load_checkpoint(last)["model"]}, weights_only)
+    assert saved_lr(weights_only) is None
+    assert finetune_lr(weights_only, "auto", 0.05)[0] == 0.05
+    with pytest.raises(ConfigError, match="no optimizer state"):
+        finetune_lr(weights_only, "checkpoint", 0.05)
+    # Official releases keep an lr_mult per group (TSM): the x1 group's LR is the base LR.
+    official = tmp_path / "tsm.pth"
+    torch.save({"optimizer": {"param_groups": [{"lr": 0.05, "lr_mult": 5}, {"lr": 0.01, "lr_mult": 1}]}}, official)
+    assert saved_lr(official) == pytest.approx(0.01)

@@ -33,7 +33,7 @@ from videotaf.data import build_dataset
 from videotaf.data.synth import synthesize
 from videotaf.engine.builders import load_model
 from videotaf.engine.evaluate import read_class_subset, split_metrics
-from videotaf.engine.finetune import finetune_config
+from videotaf.engine.finetune import finetune_config, finetune_lr
 from videotaf.engine.train import fit_or_reuse
 
 
@@ -240,6 +240,7 @@ def run_demo(
                 epochs=size.finetune_epochs,
                 decay_after=size.finetune_decay_after,
                 output_dir=out / method,
+                lr=finetune_lr(start, "auto", base_cfg.optim.lr)[0],  # the LR the baseline ended with (Sec. 4.1)
             )
             _, what = fit_or_reuse(cfg, overwrite=overwrite, subset_classes=subset)
             if what != "trained":

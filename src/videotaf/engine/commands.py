@@ -33,7 +33,14 @@ from videotaf.engine.builders import class_names_of, load_model
 from videotaf.engine.checkpoint import CheckpointError, export, load_checkpoint
 from videotaf.engine.distributed import resolve_device
 from videotaf.engine.evaluate import evaluate, read_class_subset, write_results
-from videotaf.engine.finetune import FINETUNE_DECAY_AFTER, FINETUNE_EPOCHS, AttackSettings, finetune_config
+from videotaf.engine.finetune import (
+    FINETUNE_DECAY_AFTER,
+    FINETUNE_EPOCHS,
+    LR_FROM,
+    AttackSettings,
+    finetune_config,
+    finetune_lr,
+)
 from videotaf.engine.runs import prepare_run_dir
 from videotaf.engine.train import TrainingInterrupted, fit
 from videotaf.io import check_output
@@ -112,6 +119,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--step-size", type=_fraction, default=None, help="PGD step in [0, 1] pixels, e.g. 32/255")
     p.add_argument("--steps", type=int, default=None, help="PGD steps K")
     p.add_argument("--num-nonkey", type=int, default=None, help="attacked frames N in [1, T] (default T)")
+    p.add_argument(
+        "--lr-from",
+        choices=LR_FROM,
+        default="auto",
+        help="starting LR: the one saved in the checkpoint's optimizer state (the paper's reading, Sec. 4.1), the "
+        "config's optim.lr, or auto = the checkpoint's when it has one (default); --set optim.lr=X overrides both",
+    )
     _add_run_options(p)
     p.set_defaults(func=cmd_finetune)
 
@@ -201,7 +215,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         source = f"{args.checkpoint} (saved config)"
         base = config_from_dict(stored, source)
     attack = AttackSettings(args.alpha, args.eps, args.step_size, args.steps, args.num_nonkey)
-    out = args.out if args.out is not None else None
+    lr, lr_source = finetune_lr(args.checkpoint, args.lr_from, base.optim.lr)
     cfg = finetune_config(
         base,
         args.checkpoint,
@@ -209,9 +223,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         decay_after=args.decay_after,
         attack=attack,
-        output_dir=out,
+        output_dir=args.out,
+        lr=lr,
     )
     cfg = with_overrides(cfg, list(args.overrides), source)
+    print(
+        f"fine-tuning LR {cfg.optim.lr:g} from {lr_source if cfg.optim.lr == lr else '--set optim.lr'}", file=sys.stderr
+    )
     out_dir = Path(cfg.runtime.output_dir).resolve()
     if args.checkpoint.resolve().is_relative_to(out_dir):
         # Writing the fine-tuning run into the run that holds its starting checkpoint would overwrite it.

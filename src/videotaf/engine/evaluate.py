@@ -5,9 +5,12 @@ the model over it and scores the logits. ``results`` (written as ``RUN/eval.json
 
     {"top1": %, "top5": %, "loss": mean CE, "num_clips": n, "classes": [names],
      "per_class": {name: % or null when the class has no clip},
-     "subset": {"top1": %, "classes": [names], "num_clips": n} or null}
+     "subset": {"top1": %, "classes": [names], "num_clips": n} or null,
+     "clips": {"labels": [int] * n, "predictions": [int] * n, "loss": [float] * n}}
 
-Accuracies are percentages (as the paper's tables).
+Accuracies are percentages (as the paper's tables). ``clips`` keeps each validation clip's label, top-1
+prediction and cross-entropy in dataset order, so any two runs scored on the same split can be compared clip
+by clip later (paired bootstrap, McNemar: ``videotaf compare``).
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ def compute_metrics(
     n = labels.numel()
     top1 = topk_correct(logits, labels, 1)
     top5 = topk_correct(logits, labels, 5)
-    loss = F.cross_entropy(logits, labels).item() if n else float("nan")
+    clip_loss = F.cross_entropy(logits, labels, reduction="none") if n else torch.zeros(0)
+    loss = clip_loss.mean().item() if n else float("nan")
 
     def pct(mask: torch.Tensor) -> float:
         return 100.0 * mask.float().mean().item() if mask.numel() else float("nan")
@@ -103,6 +107,11 @@ def compute_metrics(
         "classes": list(class_names),
         "per_class": per_class,
         "subset": subset_out,
+        "clips": {
+            "labels": labels.tolist(),
+            "predictions": logits.argmax(dim=1).tolist() if n else [],
+            "loss": [round(v, 6) for v in clip_loss.tolist()],
+        },
     }
 
 

@@ -4,8 +4,15 @@ The paper fine-tunes a trained model for 15 epochs with the LR decayed x0.1 afte
 from "the same [settings] as the status when the pre-trained models are logged". :func:`finetune_config` applies
 exactly that to a base config: the schedule (``epochs``, ``milestones=[decay_after]``, ``gamma=0.1``, no
 warm-up), the starting weights (``model.pretrained``) and the method with its attack settings (Eq. 6-7).
-Everything else (data, LR, batch size, seed) comes from the base config, normally the one the checkpoint was
+Everything else (data, batch size, seed) comes from the base config, normally the one the checkpoint was
 trained with. The CLI (``videotaf finetune``), the demo and the benchmarks all build their fine-tunes here.
+
+The starting LR. Read literally, "the same [settings] as the status when the pre-trained models are logged"
+means the LR the checkpoint was saved with (for a baseline trained to its end: its final, decayed LR), not the
+baseline's initial LR. Restarting at the initial LR turns the plain fine-tune into a warm restart, which can gain
+by itself. :func:`finetune_lr` reads the saved LR from the checkpoint's optimizer state (``lr_from``:
+``"checkpoint"``), keeps the config's (``"config"``), or takes the checkpoint's when it has one and the config's
+otherwise (``"auto"``, the default of the CLI and the demo).
 """
 
 from __future__ import annotations
@@ -13,9 +20,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
-from videotaf.config import Config, validate_config
+import torch
+
+from videotaf.config import Config, ConfigError, validate_config
 from videotaf.objective import METHODS
+
+LrFrom = Literal["auto", "checkpoint", "config"]
+LR_FROM: tuple[LrFrom, ...] = ("auto", "checkpoint", "config")
 
 FINETUNE_EPOCHS = 15
 FINETUNE_DECAY_AFTER = 10
@@ -43,6 +56,7 @@ def finetune_config(
     attack: AttackSettings | None = None,
     output_dir: str | Path | None = None,
     seed: int | None = None,
+    lr: float | None = None,
 ) -> Config:
     """The config of a fine-tune of ``checkpoint`` with ``method`` (one of :data:`videotaf.objective.METHODS`).
 
@@ -55,6 +69,7 @@ def finetune_config(
         output_dir: the run directory (default: the base config's).
         seed: the run's seed (default: the base config's): the data order, and ``data.seed`` too when the base
             config sets one (augmentation draws per clip).
+        lr: the starting base LR (default: the base config's ``optim.lr``; see :func:`finetune_lr`).
 
     Raises:
         ConfigError: a value out of range (validated as any config).
@@ -70,7 +85,13 @@ def finetune_config(
         data=data,
         model=dataclasses.replace(base.model, pretrained=str(checkpoint), pretrained_source="auto"),
         optim=dataclasses.replace(
-            base.optim, epochs=epochs, schedule="step", milestones=[decay_after], gamma=0.1, warmup_epochs=0.0
+            base.optim,
+            lr=base.optim.lr if lr is None else float(lr),
+            epochs=epochs,
+            schedule="step",
+            milestones=[decay_after],
+            gamma=0.1,
+            warmup_epochs=0.0,
         ),
         adversarial=dataclasses.replace(base.adversarial, method=method, **changes),
         runtime=dataclasses.replace(
@@ -81,3 +102,43 @@ def finetune_config(
     )
     validate_config(cfg, f"fine-tune of {checkpoint}")
     return cfg
+
+
+def saved_lr(checkpoint: str | Path) -> float | None:
+    """The base LR (of the x1 parameter groups) in a checkpoint's optimizer state, or None when it has none.
+
+    Reads videotaf checkpoints and the official TSM / mmaction2 ones (``{"optimizer": {"param_groups": ...}}``);
+    groups carrying ``lr_mult`` (ours, TSM's) are divided by it. This is the LR of the next step the run would
+    have taken: for a finished run, its final (decayed) LR.
+    """
+    try:
+        obj: Any = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable file is reported by the weights loader with its own message
+        return None
+    groups = (obj.get("optimizer") or {}).get("param_groups") if isinstance(obj, dict) else None
+    if not groups:
+        return None
+    for group in groups:
+        mult = float(group.get("lr_mult", 1.0) or 1.0)
+        if "lr" in group and mult == 1.0:
+            return float(group["lr"])
+    first = groups[0]
+    return float(first["lr"]) / float(first.get("lr_mult", 1.0) or 1.0) if "lr" in first else None
+
+
+def finetune_lr(checkpoint: str | Path, lr_from: str, config_lr: float) -> tuple[float, str]:
+    """``(lr, where it came from)`` for a fine-tune of ``checkpoint`` (see the module docstring).
+
+    Raises:
+        ConfigError: ``lr_from="checkpoint"`` and the checkpoint holds no optimizer state.
+    """
+    if lr_from not in LR_FROM:
+        raise ConfigError(f"--lr-from expects one of {', '.join(LR_FROM)}, got {lr_from!r}")
+    if lr_from == "config":
+        return config_lr, "the config (--lr-from config)"
+    lr = saved_lr(checkpoint)
+    if lr is not None:
+        return lr, f"the optimizer state saved in {checkpoint} (Sec. 4.1)"
+    if lr_from == "checkpoint":
+        raise ConfigError(f"{checkpoint} holds no optimizer state to read the LR from; use --lr-from config")
+    return config_lr, f"the config ({checkpoint} holds no optimizer state)"
