@@ -24,6 +24,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from videotaf.data.errors import DataError
 from videotaf.errors import VideotafError
@@ -44,8 +45,16 @@ _BAD_INPUT: tuple[type[BaseException], ...] = (VideotafError, DataError, ValueEr
 _CANNOT_WRITE: tuple[type[BaseException], ...] = (DiskFullError, PermissionError, OSError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line too (``error: videotaf finetune: argument --eps: ...``), exit status 2;
+    subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="videotaf",
         description="Temporal Adversarial Augmentation and TAF fine-tuning for video classifiers.",
     )

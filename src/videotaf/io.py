@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -121,6 +124,28 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+#: What ``torch.load`` raises on a file that is truncated, corrupt or not a weights-only torch file.
+TORCH_LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    EOFError,
+    OSError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    ValueError,
+)
+
+
+def torch_load_weights(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``. The warnings torch gives while refusing a file are dropped with
+    it (the caller's one-line error says what is wrong); those of a file that loads are passed on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return obj
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

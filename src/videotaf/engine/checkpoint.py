@@ -17,9 +17,7 @@ half-written one. Rebuilding a model from a checkpoint is :func:`videotaf.engine
 
 from __future__ import annotations
 
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from torch import nn
 
 from videotaf.bn import has_dual_bn
 from videotaf.errors import VideotafError
-from videotaf.io import atomic_torch_save
+from videotaf.io import TORCH_LOAD_ERRORS, atomic_torch_save, torch_load_weights
 from videotaf.models.base import unwrap
 
 FORMAT = "videotaf-checkpoint"
@@ -128,8 +126,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        obj = torch_load_weights(path, map_location=map_location)
+    except TORCH_LOAD_ERRORS as exc:
         raise CheckpointError(
             f"cannot read checkpoint {path} ({path.stat().st_size} bytes): the file is truncated, corrupt or "
             f"not a weights-only torch file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"

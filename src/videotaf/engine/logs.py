@@ -141,6 +141,6 @@ class Progress:
 
 
 def log(msg: str, *, enabled: bool = True) -> None:
-    """One line to stdout (main process only)."""
+    """One line to stderr, beside the progress lines (main process only); stdout is kept for results."""
     if enabled:
-        print(msg, flush=True)
+        print(msg, file=sys.stderr, flush=True)

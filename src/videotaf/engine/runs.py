@@ -21,7 +21,7 @@ from videotaf.errors import RunExistsError
 RunStatus = Literal["empty", "interrupted", "finished"]
 
 # Files and folders a run writes; anything else in the directory is the user's and is never touched.
-RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "checkpoints", "tensorboard")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "checkpoints", "tb")  # tb: MetricsLogger's TensorBoard
 
 
 def run_status(run_dir: str | Path) -> RunStatus:

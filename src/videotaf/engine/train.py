@@ -460,7 +460,9 @@ def fit(
         cfg: the resolved config; ``cfg.adversarial.method`` selects the objective (``videotaf.objective``).
         resume: ``True`` continues from ``RUN/checkpoints/last.pt``; a path continues from that checkpoint.
         overwrite: replace a run already in the output directory (without it, and without ``resume``, such a
-            directory raises :class:`~videotaf.errors.RunExistsError` before anything is built).
+            directory raises :class:`~videotaf.errors.RunExistsError` before anything is built). The old run's
+            files are removed only once the data, the model and any checkpoint have been read, so a bad input
+            never costs the run it would have replaced.
         datasets_fn: ``cfg -> (train_set, val_set, class_names)``; default ``videotaf.data.build_dataset``.
         subset_classes: class names scored separately in the final ``eval.json`` (e.g. long-term motions).
 
@@ -483,19 +485,24 @@ def fit(
         resume_path = ckpt_dir / "last.pt" if resume is True else Path(resume)
         if not resume_path.is_file():
             raise ckpt_mod.CheckpointError(f"--resume: no checkpoint at {resume_path}")
-    # Every rank checks (so all of them refuse together); only rank 0 removes an overwritten run's files.
-    prepare_run_dir(run_dir, resume=bool(resume), overwrite=overwrite, remove=info.is_main)
-    barrier()
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(ckpt_dir)
-        save_config(cfg, run_dir / "config.yaml")
+    # Every rank checks (so all of them refuse together) before anything is built.
+    prepare_run_dir(run_dir, resume=bool(resume), overwrite=overwrite, remove=False)
 
     loaders = build_loaders(cfg, info, datasets_fn)
     training = build_training(cfg, info, loaders.steps_per_epoch, load_weights=resume_path is None)
     run, rng = RunState(), None
     if resume_path is not None:
         run, rng = restore(resume_path, training, info)
+    # Only now, with the data, the model and the checkpoint read, is the run directory touched: a bad input
+    # leaves an earlier run (even one being overwritten) and an empty directory as they were. Rank 0 removes an
+    # overwritten run's files.
+    if info.is_main:
+        prepare_run_dir(run_dir, resume=bool(resume), overwrite=overwrite, remove=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(ckpt_dir)
+        save_config(cfg, run_dir / "config.yaml")
+    barrier()
+    if resume_path is not None:
         log(
             f"resuming from {resume_path}: epoch {run.epoch}, step {run.epoch_step}/{loaders.steps_per_epoch}",
             enabled=info.is_main,
@@ -527,14 +534,16 @@ def fit(
                 if run.best is None or val["top1"] > run.best:
                     run.best = val["top1"]
                     checkpointer.save(run, "best.pt")
-            checkpointer.save(run)
             if info.is_main:
+                # Logged before last.pt records the epoch as done: a kill in between re-runs the epoch and
+                # rewrites its line (truncate_after); a finished epoch is never left without one.
                 logger.log_epoch(record)
                 val_top1 = "-" if record["val_top1"] is None else f"{record['val_top1']:.2f}"
                 log(
                     f"epoch {run.epoch}/{oc.epochs} loss {record['train_loss']:.4f} train_top1 "
                     f"{record['train_top1']:.2f} val_top1 {val_top1} lr {record['lr']:.3g}"
                 )
+            checkpointer.save(run)
             barrier()
 
         if last_pred is None:

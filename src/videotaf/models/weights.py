@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from videotaf.io import TORCH_LOAD_ERRORS, torch_load_weights
+
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model; the message lists missing, unexpected and mis-shaped keys."""
@@ -30,7 +32,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch_load_weights(path)
+    except TORCH_LOAD_ERRORS as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(
+            f"cannot read weights file {path} ({path.stat().st_size} bytes): the file is truncated, corrupt or not "
+            f"a weights-only torch file ({type(exc).__name__}: {first})"
+        ) from exc
     while isinstance(obj, dict) and not _is_state_dict(obj):
         for key in ("state_dict", "model", "model_state", "module"):
             if isinstance(obj.get(key), dict):
