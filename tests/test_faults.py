@@ -603,7 +603,8 @@ def test_finetune_resume_reads_the_run_back_and_gives_the_uninterrupted_weights(
     assert rc == 0, err
     assert_same_weights(base_finetune / "checkpoints" / "last.pt", ft / "checkpoints" / "last.pt")
     assert_same_metrics(base_finetune, ft)
-    assert [r["lr"] for r in metrics(ft)] == pytest.approx([0.01, 0.001])
+    # The fine-tune continues at the LR the base run was saved with (--lr-from auto), then decays x0.1.
+    assert [r["lr"] for r in metrics(ft)] == pytest.approx([0.001, 0.0001])
     assert all(r["train_loss_adv"] is not None for r in metrics(ft))
 
 

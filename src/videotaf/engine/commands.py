@@ -169,12 +169,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _run_fit(cfg, args)
 
 
-def _run_fit(cfg: Config, args: argparse.Namespace) -> int:
-    """``fit`` for ``train`` and ``finetune``; the run directory is checked before anything is built."""
+def _run_fit(cfg: Config, args: argparse.Namespace, start_note: str | None = None) -> int:
+    """``fit`` for ``train`` and ``finetune``; the run directory is checked before anything is built.
+
+    ``start_note`` is printed once everything is read and checked, so that a failure stays one line."""
     prepare_run_dir(cfg.runtime.output_dir, resume=bool(args.resume), overwrite=args.overwrite, remove=False)
     subset = _subset(args.subset_classes, cfg)
+    on_start = (lambda: print(start_note, file=sys.stderr, flush=True)) if start_note else None
     try:
-        fit(cfg, resume=args.resume, overwrite=args.overwrite, subset_classes=subset)
+        fit(cfg, resume=args.resume, overwrite=args.overwrite, subset_classes=subset, on_start=on_start)
     except TrainingInterrupted as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -227,9 +230,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         lr=lr,
     )
     cfg = with_overrides(cfg, list(args.overrides), source)
-    print(
-        f"fine-tuning LR {cfg.optim.lr:g} from {lr_source if cfg.optim.lr == lr else '--set optim.lr'}", file=sys.stderr
-    )
     out_dir = Path(cfg.runtime.output_dir).resolve()
     if args.checkpoint.resolve().is_relative_to(out_dir):
         # Writing the fine-tuning run into the run that holds its starting checkpoint would overwrite it.
@@ -237,7 +237,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             raise ConfigError(f"--out {args.out} contains the starting checkpoint {args.checkpoint}; choose another")
         cfg.runtime.output_dir = f"{cfg.runtime.output_dir.rstrip('/')}_{args.method}"
         print(f"fine-tuning run directory: {cfg.runtime.output_dir}", file=sys.stderr)
-    return _run_fit(cfg, args)
+    source_of_lr = lr_source if cfg.optim.lr == lr else "--set optim.lr"
+    return _run_fit(cfg, args, start_note=f"fine-tuning LR {cfg.optim.lr:g} from {source_of_lr}")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -20,11 +20,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
+from typing import Literal
 
 from videotaf.config import Config, ConfigError, validate_config
+from videotaf.models.weights import load_weights_file
 from videotaf.objective import METHODS
 
 LrFrom = Literal["auto", "checkpoint", "config"]
@@ -107,14 +106,12 @@ def finetune_config(
 def saved_lr(checkpoint: str | Path) -> float | None:
     """The base LR (of the x1 parameter groups) in a checkpoint's optimizer state, or None when it has none.
 
-    Reads videotaf checkpoints and the official TSM / mmaction2 ones (``{"optimizer": {"param_groups": ...}}``);
+    Raises ValueError naming the file when it cannot be read. Reads videotaf checkpoints and the official
+    TSM / mmaction2 ones (``{"optimizer": {"param_groups": ...}}``);
     groups carrying ``lr_mult`` (ours, TSM's) are divided by it. This is the LR of the next step the run would
     have taken: for a finished run, its final (decayed) LR.
     """
-    try:
-        obj: Any = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
-    except Exception:  # an unreadable file is reported by the weights loader with its own message
-        return None
+    obj = load_weights_file(checkpoint)  # an unreadable file stops here, with its one-line error
     groups = (obj.get("optimizer") or {}).get("param_groups") if isinstance(obj, dict) else None
     if not groups:
         return None

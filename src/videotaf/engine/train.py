@@ -453,6 +453,7 @@ def fit(
     overwrite: bool = False,
     datasets_fn: DatasetsFn | None = None,
     subset_classes: list[str] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or fine-tune) the model of ``cfg`` for ``cfg.optim.epochs`` epochs into ``cfg.runtime.output_dir``.
 
@@ -465,6 +466,7 @@ def fit(
             never costs the run it would have replaced.
         datasets_fn: ``cfg -> (train_set, val_set, class_names)``; default ``videotaf.data.build_dataset``.
         subset_classes: class names scored separately in the final ``eval.json`` (e.g. long-term motions).
+        on_start: called once the data, the model and any checkpoint are read and checked, before training.
 
     Returns:
         The last epoch record (as in ``metrics.jsonl``) plus ``"run_dir"``.
@@ -502,6 +504,8 @@ def fit(
         remove_stale_temporaries(ckpt_dir)
         save_config(cfg, run_dir / "config.yaml")
     barrier()
+    if on_start is not None and info.is_main:
+        on_start()
     if resume_path is not None:
         log(
             f"resuming from {resume_path}: epoch {run.epoch}, step {run.epoch_step}/{loaders.steps_per_epoch}",

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,19 +28,24 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model; the message lists missing, unexpected and mis-shaped keys."""
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict from ``path`` (weights only), unwrapping containers and the ``module.`` prefix."""
+def load_weights_file(path: str | Path) -> Any:
+    """The object in a weights-only torch file; a one-line ValueError naming the file when it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
-        obj = torch_load_weights(path)
+        return torch_load_weights(path)
     except TORCH_LOAD_ERRORS as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise ValueError(
             f"cannot read weights file {path} ({path.stat().st_size} bytes): the file is truncated, corrupt or not "
             f"a weights-only torch file ({type(exc).__name__}: {first})"
         ) from exc
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict from ``path`` (weights only), unwrapping containers and the ``module.`` prefix."""
+    obj = load_weights_file(path)
     while isinstance(obj, dict) and not _is_state_dict(obj):
         for key in ("state_dict", "model", "model_state", "module"):
             if isinstance(obj.get(key), dict):
