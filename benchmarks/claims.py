@@ -48,7 +48,7 @@ from videotaf.data import build_dataset
 from videotaf.data.synth import synthesize
 from videotaf.engine.builders import load_model
 from videotaf.engine.checkpoint import load_checkpoint
-from videotaf.engine.evaluate import read_class_subset, split_metrics
+from videotaf.engine.evaluate import read_class_subset, train_split_metrics
 from videotaf.engine.finetune import AttackSettings
 from videotaf.engine.finetune import finetune_config as protocol_config
 from videotaf.engine.train import fit_or_reuse
@@ -326,18 +326,6 @@ def train_or_reuse(cfg: Config, subset: list[str]) -> Path:
     run_dir, what = fit_or_reuse(cfg, subset_classes=subset)
     log(f"{what} {run_dir.name}: {cfg.adversarial.method}, {cfg.optim.epochs} epochs")
     return run_dir
-
-
-def train_split_metrics(run_dir: Path, cfg: Config) -> dict[str, float]:
-    """Top-1 (%) and CE of the final model on the training split with the test transform (cached in
-    ``RUN/train_eval.json``): the "training accuracy" of the paper's over-fitting gap (Sec. 3.1)."""
-    cache = run_dir / "train_eval.json"
-    if cache.is_file() and cache.stat().st_mtime >= (run_dir / "eval.json").stat().st_mtime:
-        return json.loads(cache.read_text())
-    m = split_metrics(run_dir / "checkpoints" / "last.pt", cfg)
-    out = {"top1": m["top1"], "loss": m["loss"]}
-    cache.write_text(json.dumps(out) + "\n")
-    return out
 
 
 def run_row(run_dir: Path, cfg: Config, long_term: list[str]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +27,21 @@ import torch
 from torch.utils.data import DataLoader
 
 from videotaf.analysis.attention import analyze_attention
+from videotaf.analysis.compare import CompareSettings, parse_method, run_compare
 from videotaf.analysis.corruptions import SEVERITIES
 from videotaf.analysis.figures import cam_figure, cam_rows
 from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
 from videotaf.analysis.report import build_report
 from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
+from videotaf.analysis.stats import format_markdown
+from videotaf.cliargs import pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
+from videotaf.engine.finetune import FINETUNE_DECAY_AFTER, FINETUNE_EPOCHS, LR_FROM, AttackSettings
 from videotaf.errors import VideotafError
 from videotaf.io import atomic_write_bytes, check_output
 
 __all__ = ["register"]
-
-
-def _fraction(text: str) -> float:
-    """``64/255`` or ``0.25`` -> float."""
-    try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number or a fraction such as 64/255, got {text!r}") from None
 
 
 def _scale(text: str) -> float | None:
@@ -300,13 +295,71 @@ def _report_cams(args: argparse.Namespace, work: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------- registration
 def _add_attack_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--eps", type=_fraction, default=64 / 255, help="L_inf budget (default 64/255)")
-    p.add_argument("--step-size", type=_fraction, default=32 / 255, help="PGD step (default 32/255)")
+    p.add_argument("--eps", type=pixel_fraction, default=64 / 255, help="L_inf budget (default 64/255)")
+    p.add_argument("--step-size", type=pixel_fraction, default=32 / 255, help="PGD step (default 32/255)")
     p.add_argument("--steps", type=int, default=1, help="PGD steps K (default 1)")
 
 
+# ----------------------------------------------------------------------------------------- compare
+def _cmd_compare(args: argparse.Namespace) -> int:
+    check_output(args.out / "compare.json", overwrite=args.overwrite)
+    settings = CompareSettings(
+        checkpoint=args.checkpoint,
+        methods=[parse_method(m) for m in args.methods],
+        seeds=args.seeds,
+        out_dir=args.out,
+        base=load_config(args.config) if args.config is not None else None,
+        epochs=args.epochs,
+        decay_after=args.decay_after,
+        lr_from=args.lr_from,
+        overrides=tuple(args.overrides),
+        attack=AttackSettings(args.alpha, args.eps, args.step_size, args.steps, args.num_nonkey),
+        subset_classes=args.subset_classes,
+        n_boot=args.n_boot,
+    )
+    result = run_compare(settings, overwrite=args.overwrite, devices=args.devices)
+    print(format_markdown(result))
+    print(f"wrote {args.out / 'compare.json'}, compare.md and compare.png")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``robustness``, ``analyze``, ``cam`` and ``report``; each sets ``func(args) -> int``."""
+    """Add ``compare``, ``robustness``, ``analyze``, ``cam`` and ``report``; each sets ``func(args) -> int``."""
+    p = subparsers.add_parser(
+        "compare",
+        help="does a method beat the equal-epoch control on your data? paired-seed fine-tunes with CIs",
+        description="For each seed, one fine-tune per method from --checkpoint (Sec. 4.1 protocol, same data order "
+        "and augmentation across methods); the first method is the control. Finished runs are reused, an "
+        "interrupted one resumes. Writes OUT/compare.json, compare.md and compare.png.",
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="the trained model every fine-tune starts from")
+    p.add_argument("--config", type=Path, default=None, help="base config (default: the checkpoint's own)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["plain", "taf"],
+        metavar="METHOD",
+        help="plain | ce_adv | advprop | taf, or LABEL=METHOD,KEY=VALUE,... (default: plain taf; first = control)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="fine-tunes per method (default 3)")
+    p.add_argument("--epochs", type=int, default=FINETUNE_EPOCHS)
+    p.add_argument("--decay-after", type=int, default=FINETUNE_DECAY_AFTER)
+    p.add_argument("--lr-from", choices=LR_FROM, default="auto", help="starting LR (see videotaf finetune --help)")
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--eps", type=pixel_fraction, default=None)
+    p.add_argument("--step-size", type=pixel_fraction, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--num-nonkey", type=int, default=None)
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override (all runs)"
+    )
+    p.add_argument("--subset-classes", type=Path, default=None, metavar="FILE", help="classes scored separately")
+    p.add_argument("--devices", nargs="+", default=None, help="run fine-tunes in parallel, one process per device")
+    p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--out", type=Path, required=True, help="output directory (runs/, compare.json, .md, .png)")
+    p.add_argument("--overwrite", action="store_true", help="replace runs made with other settings")
+    p.set_defaults(func=_cmd_compare)
+
     p = subparsers.add_parser(
         "robustness",
         help="top-1/top-5 under common corruptions (Table 3), mPC and rPC, checkpoints side by side",

@@ -154,6 +154,11 @@ def skipped_count(dataset: Dataset) -> int | None:
     return None
 
 
+def validation_class_names(cfg: Config) -> list[str]:
+    """The class names of the validation split of ``cfg.data`` (checked against ``model.num_classes``)."""
+    return class_names_of(build_dataset(cfg.data, cfg.data.val_split, False), cfg.model.num_classes)
+
+
 def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     """``(train, val, class_names)``: ``videotaf.data.build_dataset`` on ``data.train_split`` (training
     transforms) and ``data.val_split`` (1 clip, centre crop)."""

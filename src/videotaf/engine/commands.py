@@ -21,15 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from videotaf.cliargs import pixel_fraction
 from videotaf.config import Config, ConfigError, config_from_dict, load_config, with_overrides
 from videotaf.data import build_dataset
-from videotaf.engine.builders import class_names_of, load_model
+from videotaf.engine.builders import class_names_of, load_model, validation_class_names
 from videotaf.engine.checkpoint import CheckpointError, export, load_checkpoint
 from videotaf.engine.distributed import resolve_device
 from videotaf.engine.evaluate import evaluate, read_class_subset, write_results
@@ -47,17 +47,6 @@ from videotaf.io import check_output
 from videotaf.objective import METHODS
 
 EXIT_INTERRUPTED = 143  # SIGTERM/SIGINT during training: last.pt saved, --resume continues
-
-
-def _fraction(text: str) -> float:
-    """``64/255`` or ``0.25`` -> float (attack budgets are written as pixel fractions, as in the paper)."""
-    try:
-        value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number or a fraction such as 64/255, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a value in [0, 1] (pixel scale, e.g. 64/255), got {text!r}")
-    return value
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -115,8 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=FINETUNE_EPOCHS)
     p.add_argument("--decay-after", type=int, default=FINETUNE_DECAY_AFTER, help="epoch of the x0.1 LR decay")
     p.add_argument("--alpha", type=float, default=None, help="weight of the clean loss in [0, 1], Eq. (7)")
-    p.add_argument("--eps", type=_fraction, default=None, help="L-inf budget in [0, 1] pixels, e.g. 64/255")
-    p.add_argument("--step-size", type=_fraction, default=None, help="PGD step in [0, 1] pixels, e.g. 32/255")
+    p.add_argument("--eps", type=pixel_fraction, default=None, help="L-inf budget in [0, 1] pixels, e.g. 64/255")
+    p.add_argument("--step-size", type=pixel_fraction, default=None, help="PGD step in [0, 1] pixels, e.g. 32/255")
     p.add_argument("--steps", type=int, default=None, help="PGD steps K")
     p.add_argument("--num-nonkey", type=int, default=None, help="attacked frames N in [1, T] (default T)")
     p.add_argument(
@@ -187,8 +176,7 @@ def _run_fit(cfg: Config, args: argparse.Namespace, start_note: str | None = Non
 def _subset(path: Path | None, cfg: Config) -> list[str] | None:
     if path is None:
         return None
-    names = class_names_of(build_dataset(cfg.data, cfg.data.val_split, False), cfg.model.num_classes)
-    return read_class_subset(path, names)
+    return read_class_subset(path, validation_class_names(cfg))
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -187,3 +187,17 @@ def split_metrics(checkpoint: str | Path, cfg: Config, split: str | None = None)
     ds = build_dataset(cfg.data, split or cfg.data.train_split, False)
     logits, labels = predict(model, DataLoader(ds, batch_size=cfg.optim.batch_size, num_workers=0))
     return compute_metrics(logits, labels, class_names_of(ds, cfg.model.num_classes))
+
+
+def train_split_metrics(run_dir: str | Path, cfg: Config) -> dict[str, float]:
+    """Top-1 (%) and CE of a run's final model on its training split with the test transform, cached in
+    ``RUN/train_eval.json`` (valid while newer than ``eval.json``): the training side of the over-fitting gap."""
+    run_dir = Path(run_dir)
+    cache = run_dir / "train_eval.json"
+    if cache.is_file() and cache.stat().st_mtime >= (run_dir / "eval.json").stat().st_mtime:
+        cached: dict[str, float] = json.loads(cache.read_text())
+        return cached
+    m = split_metrics(run_dir / "checkpoints" / "last.pt", cfg)
+    out = {"top1": float(m["top1"]), "loss": float(m["loss"])}
+    atomic_write_bytes(cache, (json.dumps(out) + "\n").encode())
+    return out

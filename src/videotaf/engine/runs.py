@@ -59,8 +59,9 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool, overwrite: bool, remov
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    # How a run is shown and where it is written do not change what it computes.
-    runtime = {k: v for k, v in cfg_dict["runtime"].items() if k not in ("output_dir", "progress", "log_every")}
+    # How a run is shown, where it is written and on which device it ran do not change what it computes.
+    ignored = ("output_dir", "progress", "log_every", "device")
+    runtime = {k: v for k, v in cfg_dict["runtime"].items() if k not in ignored}
     return {**cfg_dict, "runtime": runtime}
 
 
