@@ -44,7 +44,23 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         (out / "figures").joinpath(p.split("/")[-1]).is_file() for p in results["figures"]
     )
 
-    # a second run reuses the synthesised data (same settings) and overwrites the runs
+    # The difference TAF - plain is printed with its CI, from the two runs' per-clip predictions.
+    versus = results["taf_vs_plain"]
+    evals = {r: json.loads((out / r / "eval.json").read_text()) for r in ("plain", "taf")}
+    assert versus["compare"]["methods"]["taf"]["bootstrap"]["mean"] == pytest.approx(
+        evals["taf"]["top1"] - evals["plain"]["top1"]
+    )
+    lo, hi = versus["compare"]["methods"]["taf"]["bootstrap"]["ci95"]
+    assert lo <= versus["compare"]["methods"]["taf"]["bootstrap"]["mean"] <= hi
+    assert "95% CI" in versus["line"] and versus["line"] in printed
+
+    # Run again: the finished runs are reused, not trained again (nor overwritten).
+    last = (out / "taf" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert (out / "taf" / "checkpoints" / "last.pt").stat().st_mtime_ns == last
+    assert "reused" in capsys.readouterr().out
+
+    # the synthesised data is reused too (same settings)
     stamp = (out / "data" / "synth_meta.json").stat().st_mtime_ns
     from videotaf.demo import QUICK, _ensure_data
 

@@ -25,9 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from videotaf.analysis.figures import cam_figure, cam_rows
+from videotaf.analysis.stats import compare_methods
 from videotaf.config import Config, config_from_dict
 from videotaf.data import build_dataset
 from videotaf.data.synth import synthesize
@@ -168,6 +170,30 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def taf_vs_plain(taf_run: Path, plain_run: Path, long_term: list[str] | None = None) -> dict[str, Any]:
+    """TAF - plain top-1 on the same validation clips with its uncertainty (one seed each: a paired bootstrap over
+    clips and McNemar's test, :mod:`videotaf.analysis.stats`); ``line`` is what the demo prints.
+
+    One seed measures only the sampling noise of the validation clips, not that of training: the verdict is an
+    upper bound on the evidence. ``videotaf compare`` runs seeds."""
+    evals = {
+        name: json.loads((run / "eval.json").read_text()) for name, run in (("taf", taf_run), ("plain", plain_run))
+    }
+    labels = np.asarray(evals["plain"]["clips"]["labels"])
+    correct = {name: np.asarray(ev["clips"]["predictions"]) == labels for name, ev in evals.items()}
+    names = list(evals["plain"]["classes"])
+    mask = np.isin(labels, [names.index(c) for c in long_term]) if long_term else None
+    result = compare_methods({"plain": correct["plain"], "taf": correct["taf"]}, "plain", subset_mask=mask, n_boot=5000)
+    taf = result["methods"]["taf"]
+    lo, hi = taf["bootstrap"]["ci95"]
+    line = (
+        f"TAF - plain: {taf['bootstrap']['mean']:+.2f} pp, 95% CI [{lo:+.2f}, {hi:+.2f}] over {result['n_clips']} "
+        f"clips (paired bootstrap), McNemar p = {taf['mcnemar']['p_value']:.3f}: {taf['verdict']}; one seed, so "
+        "training noise is not measured (videotaf compare --seeds N measures it)"
+    )
+    return {"compare": result, "line": line}
+
+
 def _cam_figures(out: Path, runs: dict[str, Path], cfg: Config, count: int = 2) -> list[str]:
     models = {name: load_model(path / "checkpoints" / "last.pt")[0] for name, path in runs.items()}
     ds = build_dataset(cfg.data, cfg.data.val_split, False)
@@ -261,8 +287,11 @@ def run_demo(
     table = format_table(rows)
     print("\n" + table + "\n", flush=True)
     print(f"[demo] long-term classes: {len(subset)} of {len(class_names)}; accuracies in %, gap = train - val top-1")
+    versus = taf_vs_plain(runs["taf"], runs["plain"], subset)
+    print(f"[demo] {versus['line']}", flush=True)
     results = {
         "models": rows,
+        "taf_vs_plain": versus,
         "long_term_classes": subset,
         "figures": figures,
         "timings": timings,

@@ -264,6 +264,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             baseline=args.baseline,
             long_term=long_term,
             cam_images=cam_images,
+            compare_files=args.compare,
             title=args.title,
         )
     print(f"wrote {path}")
@@ -430,6 +431,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--names", nargs="+", default=None, help="display names, one per run")
     p.add_argument("--baseline", type=int, default=0, help="index of the baseline run (default 0)")
     p.add_argument("--long-term", type=Path, default=None, help="file of long-term class names, one per line")
+    p.add_argument(
+        "--compare", type=Path, action="append", default=[], help="compare.json (or its directory) to include"
+    )
     p.add_argument("--cam-image", type=Path, action="append", default=[], help="extra CAM PNG (repeatable)")
     p.add_argument(
         "--cam-examples",

@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import yaml
 
 from videotaf.analysis.figures import classwise_figure, loss_curves_figure, read_eval, read_metrics
 from videotaf.analysis.robustness import load_robustness
+from videotaf.analysis.stats import format_markdown, paired_bootstrap
 
 __all__ = ["build_report", "find_robustness_files", "find_cam_images", "SECTIONS"]
 
 SECTIONS = (
     ("runs", "Runs"),
+    ("compare", "Does a method beat the control? (videotaf compare)"),
     ("accuracy", "Accuracy"),
     ("loss-curves", "Loss curves"),
     ("classwise", "Class-wise change"),
@@ -79,6 +82,76 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _clip_ci(ev: Mapping[str, Any], base: Mapping[str, Any] | None) -> list[float] | None:
+    """95% paired-bootstrap CI (pp) of ``ev``'s top-1 minus ``base``'s over the same validation clips."""
+    if base is None or ev is base or "clips" not in ev or "clips" not in base:
+        return None
+    y, y0 = ev["clips"]["labels"], base["clips"]["labels"]
+    if y != y0 or not y:
+        return None
+    labels = np.asarray(y)
+    right = np.asarray(ev["clips"]["predictions"]) == labels
+    right0 = np.asarray(base["clips"]["predictions"]) == labels
+    ci: list[float] = paired_bootstrap(right, right0, n_boot=2000)["ci95"]
+    return ci
+
+
+def _classwise_ci(
+    ev: Mapping[str, Any], base: Mapping[str, Any], classes: Sequence[bool] | None, n_boot: int = 2000
+) -> list[float] | None:
+    """95% bootstrap CI (pp) of the mean over the selected classes of the per-class top-1 change (Figure 4's
+    statistic), resampling the validation clips (the same clips for both runs)."""
+    if _clip_ci(ev, base) is None:
+        return None
+    labels = np.asarray(ev["clips"]["labels"])
+    diff = (np.asarray(ev["clips"]["predictions"]) == labels).astype(float)
+    diff -= np.asarray(base["clips"]["predictions"]) == labels
+    num_classes = len(ev["classes"])
+    chosen = np.ones(num_classes, bool) if classes is None else np.asarray(classes, bool)
+    rng = np.random.default_rng(0)
+    stats = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(labels), len(labels))
+        count = np.bincount(labels[idx], minlength=num_classes)
+        total = np.bincount(labels[idx], weights=diff[idx], minlength=num_classes)
+        present = chosen & (count > 0)
+        if present.any():
+            stats.append(100.0 * float(np.mean(total[present] / count[present])))
+    if not stats:
+        return None
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return "-" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+def _markdown_html(text: str) -> str:
+    """The small Markdown subset of :func:`videotaf.analysis.stats.format_markdown` (headings, tables, bullets)."""
+    out: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if table:
+            out.append(_table(table[0], [[_e(c) for c in row] for row in table[2:]]))
+            table.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append([c.strip().replace("`", "") for c in line.strip().strip("|").split("|")])
+            continue
+        flush()
+        if line.startswith("#"):
+            out.append(f"<h4>{_e(line.lstrip('#').strip().replace('`', ''))}</h4>")
+        elif line.startswith("- "):
+            out.append(f'<p class="note">{_e(line[2:])}</p>')
+        elif line.strip():
+            out.append(f"<p>{_e(line)}</p>")
+    flush()
+    return "".join(out)
 
 
 def _note(text: str) -> str:
@@ -170,6 +243,7 @@ def build_report(
     baseline: int = 0,
     long_term: Iterable[str] | None = None,
     cam_images: Sequence[str | Path] = (),
+    compare_files: Sequence[str | Path] = (),
     title: str = "videotaf report",
 ) -> Path:
     """Write ``out_dir/index.html`` (and its PNGs) comparing ``run_dirs``; returns the HTML path.
@@ -180,6 +254,12 @@ def build_report(
         baseline: index of the run the class-wise change (Figure 4) and accuracy deltas compare against.
         long_term: class names highlighted in Figure 4 (default: each eval's ``subset.classes``).
         cam_images: extra CAM PNGs (e.g. from ``videotaf cam``) to show besides those found in the runs.
+        compare_files: ``compare.json`` files of ``videotaf compare`` (or their directories), shown with their
+            figure; a ``compare.json`` inside a given run directory is found by itself.
+
+    Every accuracy difference is shown with a 95% CI: a paired bootstrap over the validation clips when both
+    runs' ``eval.json`` hold per-clip predictions on the same clips (one seed each: training noise is not in
+    it; ``videotaf compare`` measures that).
     """
     runs = [Path(p) for p in run_dirs]
     if not runs:
@@ -221,7 +301,7 @@ def build_report(
         rows = []
         for label, ev in zip(labels, evals):
             if ev is None:
-                rows.append([_e(label), "-", "-", "-", "-", "-", "-"])
+                rows.append([_e(label), "-", "-", "-", "-", "-", "-", "-"])
                 continue
             subset = ev.get("subset") if isinstance(ev.get("subset"), Mapping) else None
             d1 = (
@@ -234,6 +314,7 @@ def build_report(
                     _e(label),
                     _fmt(ev.get("top1")),
                     _delta(d1),
+                    _ci(_clip_ci(ev, base_eval)),
                     _fmt(ev.get("top5")),
                     _fmt(ev.get("loss"), 4),
                     _e(ev.get("num_clips", "-")),
@@ -241,11 +322,38 @@ def build_report(
                 ]
             )
         body["accuracy"] = _table(
-            ["run", "top-1 (%)", f"Δ top-1 vs {labels[baseline]}", "top-5 (%)", "loss", "clips", "subset top-1"],
+            ["run", "top-1 (%)", f"Δ top-1 vs {labels[baseline]}", "95% CI (clips)", "top-5 (%)", "loss", "clips",
+             "subset top-1"],
             rows,
-        ) + _note("From each run's eval.json (1 clip, centre crop).")
+        ) + _note(
+            "From each run's eval.json (1 clip, centre crop). CI: paired bootstrap over the validation clips (one "
+            "seed per run, so training noise is not included; see videotaf compare)."
+        )  # fmt: skip
     else:
         body["accuracy"] = _note("No eval.json in any run directory.")
+
+    # Compare
+    found = [Path(f) / "compare.json" if Path(f).is_dir() else Path(f) for f in compare_files]
+    found += [p / "compare.json" for p in runs if (p / "compare.json").is_file()]
+    parts = []
+    for i, f in enumerate(dict.fromkeys(found)):
+        if not f.is_file():
+            raise FileNotFoundError(f"compare.json not found: {f}")
+        result = json.loads(f.read_text())
+        fig = f.parent / "compare.png"
+        img = ""
+        if fig.is_file():
+            shutil.copyfile(fig, out_dir / f"compare_{i}.png")
+            img = f'<img src="compare_{i}.png" alt="paired differences against the control">'
+        parts.append(f"<h3><code>{_e(f)}</code></h3>" + _markdown_html(format_markdown(result)) + img)
+    body["compare"] = (
+        "".join(parts)
+        if parts
+        else _note(
+            "No compare.json given or found: run videotaf compare --checkpoint CKPT --methods plain taf --seeds 3 "
+            "--out DIR and pass --compare DIR."
+        )
+    )
 
     # Loss curves
     with_metrics = {label: m for label, m in zip(labels, metrics) if m}
@@ -271,11 +379,19 @@ def build_report(
                 f"<h3>{_e(label)} vs {_e(labels[baseline])}</h3>"
                 f'<img src="{_href(fname)}" alt="class-wise top-1 change of {_e(label)}">'
                 + _table(
-                    ["classes", "mean Δ top-1 (points)"],
+                    ["classes", "mean Δ top-1 (points)", "95% CI (clips)"],
                     [
-                        ["all", _delta(data["mean_delta"])],
-                        [f"long-term ({sum(data['long_term'])})", _delta(data["mean_delta_long_term"])],
-                        ["other", _delta(data["mean_delta_other"])],
+                        ["all", _delta(data["mean_delta"]), _ci(_classwise_ci(ev, base_eval, None))],
+                        [
+                            f"long-term ({sum(data['long_term'])})",
+                            _delta(data["mean_delta_long_term"]),
+                            _ci(_classwise_ci(ev, base_eval, data["long_term"])),
+                        ],
+                        [
+                            "other",
+                            _delta(data["mean_delta_other"]),
+                            _ci(_classwise_ci(ev, base_eval, [not m for m in data["long_term"]])),
+                        ],
                     ],
                 )
             )
