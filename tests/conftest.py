@@ -38,3 +38,19 @@ def ssv2_classes() -> list[str]:
     if not SSV2_CLASSES.is_file():
         pytest.fail(f"test data missing: {SSV2_CLASSES}", pytrace=False)
     return SSV2_CLASSES.read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic dataset in the Something-Something V2 layout (3 classes, 4 + 2 clips each, 16 px)."""
+    from videotaf.data.synth import synthesize
+
+    return synthesize(
+        tmp_path_factory.mktemp("synth"),
+        num_classes=3,
+        train_per_class=4,
+        val_per_class=2,
+        num_frames=8,
+        size=16,
+        seed=0,
+    )

@@ -20,21 +20,6 @@ from videotaf.engine.builders import load_model
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    from videotaf.data.synth import synthesize
-
-    return synthesize(
-        tmp_path_factory.mktemp("synth"),
-        num_classes=3,
-        train_per_class=4,
-        val_per_class=2,
-        num_frames=8,
-        size=16,
-        seed=0,
-    )
-
-
 @pytest.fixture()
 def config_file(tmp_path, synth_root) -> Path:
     cfg = {

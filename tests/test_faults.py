@@ -44,7 +44,6 @@ from fault_toys import (
     zip_writer_error,
 )
 from videotaf.cli import main
-from videotaf.data.synth import synthesize
 from videotaf.engine.checkpoint import load_checkpoint
 from videotaf.errors import VideotafError
 from videotaf.io import DiskFullError, atomic_torch_save
@@ -55,19 +54,6 @@ TIMING = ("clips_per_s", "epoch_time_s")  # the only fields of metrics.jsonl all
 
 
 # ============================================================================================ fixtures, helpers
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    return synthesize(
-        tmp_path_factory.mktemp("synth"),
-        num_classes=3,
-        train_per_class=4,
-        val_per_class=2,
-        num_frames=8,
-        size=16,
-        seed=0,
-    )
 
 
 def run_config(root: Path, **sections: dict) -> dict:

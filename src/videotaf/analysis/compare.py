@@ -37,11 +37,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from videotaf.analysis.stats import compare_methods, format_markdown
-from videotaf.config import Config, ConfigError, config_from_dict, save_config, with_overrides
+from videotaf.config import Config, ConfigError, save_config, with_overrides
 from videotaf.engine.builders import validation_class_names
-from videotaf.engine.checkpoint import load_checkpoint
 from videotaf.engine.evaluate import read_class_subset, train_split_metrics
-from videotaf.engine.finetune import AttackSettings, finetune_config, finetune_lr
+from videotaf.engine.finetune import AttackSettings, base_config, finetune_config, finetune_lr
 from videotaf.engine.runs import run_status, same_config
 from videotaf.engine.train import fit_or_reuse
 from videotaf.errors import RunExistsError, VideotafError
@@ -117,12 +116,7 @@ def plan_runs(settings: CompareSettings) -> list[PlannedRun]:
         raise ConfigError("--methods needs the control and at least one other method")
     if len(set(labels)) != len(labels):
         raise ConfigError(f"--methods: labels must differ, got {labels}")
-    base = settings.base
-    if base is None:
-        stored = load_checkpoint(settings.checkpoint).get("config") or {}
-        if not stored:
-            raise ConfigError(f"{settings.checkpoint} holds no config; pass --config")
-        base = config_from_dict(stored, f"{settings.checkpoint} (saved config)")
+    base = settings.base if settings.base is not None else base_config(settings.checkpoint)[0]
     lr, _ = finetune_lr(settings.checkpoint, settings.lr_from, base.optim.lr)
     plan = []
     for seed in range(settings.seeds):

@@ -30,7 +30,7 @@ from videotaf.cliargs import pixel_fraction
 from videotaf.config import Config, ConfigError, config_from_dict, load_config, with_overrides
 from videotaf.data import build_dataset
 from videotaf.engine.builders import class_names_of, load_model, validation_class_names
-from videotaf.engine.checkpoint import CheckpointError, export, load_checkpoint
+from videotaf.engine.checkpoint import CheckpointError, export
 from videotaf.engine.distributed import resolve_device
 from videotaf.engine.evaluate import evaluate, read_class_subset, write_results
 from videotaf.engine.finetune import (
@@ -38,6 +38,7 @@ from videotaf.engine.finetune import (
     FINETUNE_EPOCHS,
     LR_FROM,
     AttackSettings,
+    base_config,
     finetune_config,
     finetune_lr,
 )
@@ -196,15 +197,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raise ConfigError("--checkpoint and --method are required (or --resume --out RUN of a started fine-tune)")
     if not args.checkpoint.is_file():
         raise CheckpointError(f"--checkpoint: file not found: {args.checkpoint}")
-    if args.config is not None:
-        base = load_config(args.config)
-        source = str(args.config)
-    else:
-        stored = load_checkpoint(args.checkpoint).get("config") or {}
-        if not stored:
-            raise ConfigError(f"{args.checkpoint} holds no config; pass --config")
-        source = f"{args.checkpoint} (saved config)"
-        base = config_from_dict(stored, source)
+    base, source = base_config(args.checkpoint, args.config)
     attack = AttackSettings(args.alpha, args.eps, args.step_size, args.steps, args.num_nonkey)
     lr, lr_source = finetune_lr(args.checkpoint, args.lr_from, base.optim.lr)
     cfg = finetune_config(

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from videotaf.config import Config, ConfigError, validate_config
+from videotaf.config import Config, ConfigError, config_from_dict, load_config, validate_config
+from videotaf.engine.checkpoint import load_checkpoint
 from videotaf.models.weights import load_weights_file
 from videotaf.objective import METHODS
 
@@ -139,3 +140,18 @@ def finetune_lr(checkpoint: str | Path, lr_from: str, config_lr: float) -> tuple
     if lr_from == "checkpoint":
         raise ConfigError(f"{checkpoint} holds no optimizer state to read the LR from; use --lr-from config")
     return config_lr, f"the config ({checkpoint} holds no optimizer state)"
+
+
+def base_config(checkpoint: str | Path, config: str | Path | None = None) -> tuple[Config, str]:
+    """``(config, where it came from)``: the ``config`` file when given, else the one saved in ``checkpoint``.
+
+    Raises:
+        ConfigError: no ``config`` given and the checkpoint holds none.
+    """
+    if config is not None:
+        return load_config(config), str(config)
+    stored = load_checkpoint(checkpoint).get("config") or {}
+    if not stored:
+        raise ConfigError(f"{checkpoint} holds no config; pass --config")
+    source = f"{checkpoint} (saved config)"
+    return config_from_dict(stored, source), source
