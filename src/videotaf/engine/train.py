@@ -206,7 +206,7 @@ def fit(
     Writes ``config.yaml``, ``metrics.jsonl``, ``checkpoints/last.pt``, ``checkpoints/best.pt`` (highest val
     top-1) and ``eval.json`` (final model) under the run directory, on rank 0 only.
     """
-    from videotaf.bn import convert_dual_bn  # noqa: PLC0415
+    from videotaf.bn import convert_dual_norm  # noqa: PLC0415
     from videotaf.objective import build_objective  # noqa: PLC0415
 
     rt, oc, ac = cfg.runtime, cfg.optim, cfg.adversarial
@@ -275,7 +275,7 @@ def fit(
     if rt.sync_bn and info.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if objective.needs_dual_bn:
-        convert_dual_bn(model)
+        convert_dual_norm(model)
     model.to(device)
     if rt.channels_last:
         apply_channels_last(model)

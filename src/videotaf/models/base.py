@@ -9,6 +9,11 @@
 - ``aux_logits`` / ``aux_loss_weight``: a model with an auxiliary training head (TPN) stores the head's logits
   of its latest training-mode forward in ``aux_logits`` (``None`` in eval mode); the objective adds
   ``aux_loss_weight * CE(aux_logits, y)``.
+- ``dual_norm_kinds`` (optional): which normalisation layers TAF/AdvProp give an auxiliary copy for the
+  adversarial path (``videotaf.bn.convert_dual_norm``); ``None`` (default) = whatever the model has (BatchNorm if
+  any, else LayerNorm/GroupNorm), ``()`` = none (every layer shared).
+- token models (video transformers) expose per-frame maps through a :class:`~videotaf.models.tokens.TokenFold`
+  whose ``tap`` is the ``cam_layer`` (:mod:`videotaf.models.tokens`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class VideoClassifier(nn.Module):
     num_classes: int
     num_frames: int
     aux_loss_weight: float = 0.0
+    dual_norm_kinds: str | tuple[str, ...] | None = None
 
     def __init__(self, num_classes: int, num_frames: int) -> None:
         super().__init__()
