@@ -14,6 +14,10 @@ memory kept for reuse (``videotaf.engine.allocator.keep_freed_memory``, what ``v
     python benchmarks/step_cost.py                 # small TSM and TSM-R50 on the CPU, updates BENCHMARKS.md
     python benchmarks/step_cost.py --quick         # a smoke run
     python benchmarks/step_cost.py --device cuda --amp --models tsm_r50_224 --batch 8
+    python benchmarks/step_cost.py --models videomae_small --no-md --out benchmarks/results/step_cost_videomae.json
+
+``videomae_small`` is a random ViT-Tiny-sized VideoMAE (hidden 192, 4 layers, 3 heads, patch 16, tubelet 2; needs
+the ``hf`` extra) with auxiliary LayerNorms for TAF (``convert_dual_norm``): the transformer row.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from _common import ROOT, count_passes, header, update_section, write_json
-from videotaf.bn import convert_dual_bn
+from videotaf.bn import convert_dual_norm
 from videotaf.engine.allocator import keep_freed_memory
 from videotaf.models import build
 from videotaf.objective import build_objective
@@ -41,6 +45,7 @@ MODELS = {
     "tsm_small": (dict(depth=18, width=0.25), 8, 64, 8),
     "tsm_r50_112": (dict(depth=50), 8, 112, 2),
     "tsm_r50_224": (dict(depth=50), 8, 224, 2),
+    "videomae_small": (dict(hf="videomae"), 8, 112, 4),
 }
 SCHEDULES = {
     # name: (method, K, fused)
@@ -56,10 +61,10 @@ def make(model_name: str, schedule: str, device: torch.device, batch: int | None
     opts, frames, px, default_batch = MODELS[model_name]
     method, steps, fused = SCHEDULES[schedule]
     torch.manual_seed(0)
-    model = build("tsm", 10, frames, **opts).to(device).train()
+    model = (_videomae(frames, px) if "hf" in opts else build("tsm", 10, frames, **opts)).to(device).train()
     objective = build_objective(method, steps=steps, fused=fused, generator=torch.Generator().manual_seed(0))
     if objective.needs_dual_bn:
-        convert_dual_bn(model)
+        convert_dual_norm(model)  # BatchNorm for TSM, LayerNorm for the transformer
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     b = batch or default_batch
@@ -67,6 +72,18 @@ def make(model_name: str, schedule: str, device: torch.device, batch: int | None
     labels = torch.randint(0, 10, (b,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     return model, objective, opt, clips, labels
+
+
+def _videomae(frames: int, px: int) -> torch.nn.Module:
+    import transformers
+
+    from videotaf.models import from_hf
+
+    cfg = transformers.VideoMAEConfig(
+        image_size=px, patch_size=16, num_frames=frames, tubelet_size=2, hidden_size=192, num_hidden_layers=4,
+        num_attention_heads=3, intermediate_size=768, num_labels=10,
+    )  # fmt: skip
+    return from_hf(transformers.VideoMAEForVideoClassification(cfg))
 
 
 def one_step(model, objective, opt, clips, labels, amp: str | None, device: torch.device) -> float:
@@ -204,7 +221,7 @@ def main() -> None:
                 "backward costs two forwards).",
             )
         return
-    models = args.models or (["tsm_small"] if args.quick else ["tsm_small", "tsm_r50_224"])
+    models = args.models or (["tsm_small"] if args.quick else ["tsm_small", "tsm_r50_224", "videomae_small"])
     reps = args.reps or (3 if args.quick else 10)
     device = torch.device(args.device)
     results = {}

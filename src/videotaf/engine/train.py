@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from videotaf.bn import convert_dual_bn
+from videotaf.bn import convert_dual_norm
 from videotaf.config import Config, config_to_dict, save_config
 from videotaf.engine import checkpoint as ckpt_mod
 from videotaf.engine.allocator import keep_freed_memory
@@ -302,7 +302,7 @@ def build_training(cfg: Config, info: DistInfo, steps_per_epoch: int, *, load_we
     if rt.sync_bn and info.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if objective.needs_dual_bn:
-        convert_dual_bn(model)
+        convert_dual_norm(model)
     model.to(device)
     if rt.channels_last:
         apply_channels_last(model)

@@ -10,6 +10,11 @@
   ``(logits, aux_logits)`` in training mode, as torchvision's Inception does, and plain logits in eval mode;
   its ``aux_loss_weight`` is the head's weight in the training loss (``aux_loss_weight * CE(aux_logits, y)``).
   :func:`split_output` reads either form.
+- ``dual_norm_kinds`` (optional): which normalisation layers TAF/AdvProp give an auxiliary copy for the
+  adversarial path (``videotaf.bn.convert_dual_norm``); ``None`` (default) = whatever the model has (BatchNorm if
+  any, else LayerNorm/GroupNorm), ``()`` = none (every layer shared).
+- token models (video transformers) expose per-frame maps through a :class:`~videotaf.models.tokens.TokenFold`
+  whose ``tap`` is the ``cam_layer`` (:mod:`videotaf.models.tokens`).
 
 DDP, DataParallel and ``torch.compile`` wrap a model; :func:`unwrap` finds the model inside.
 """
@@ -24,6 +29,10 @@ from torch import nn
 
 from videotaf.models.layers.normalize import Normalize
 from videotaf.models.weights import load_backbone_state
+
+# The normalisation kinds a model may declare in ``dual_norm_kinds`` (``videotaf.bn.NORM_KINDS`` maps them to
+# layer classes).
+NORM_KIND_NAMES = ("batchnorm", "layernorm", "groupnorm")
 
 
 class ModelOutputs(NamedTuple):
@@ -59,6 +68,7 @@ class VideoClassifier(nn.Module):
     num_classes: int
     num_frames: int
     aux_loss_weight: float = 0.0
+    dual_norm_kinds: str | tuple[str, ...] | None = None
 
     def __init__(self, num_classes: int, num_frames: int) -> None:
         super().__init__()

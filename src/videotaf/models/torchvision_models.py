@@ -7,9 +7,14 @@ for each model, then permuted to torchvision's ``(B, 3, T, H, W)``. The final la
 ``cam_layer`` gives ``(B, C, T', h, w)``:
 - r3d_18 / mc3_18 / r2plus1d_18: ``layer4`` (T' = T/8 for r3d and r(2+1)d, T for mc3);
 - s3d: ``features`` (T' = T/8);
-- mvit_v2_s / swin3d_t: an identity :class:`TokenMapTap` that reshapes the tokens into maps. MViT's logits come
-  from the class token only, so the tap sits at the input of the last block (where attention still mixes the
-  patch tokens into the class token); for Swin it sits on the output of ``features``.
+- mvit_v2_s / swin3d_t: an identity :class:`~videotaf.models.tokens.TokenMapTap` on the tokens folded into maps
+  (:mod:`videotaf.models.tokens`). MViT's logits come from the class token only, so the tap sits at the input of
+  the last block (where attention still mixes the patch tokens into the class token), class token dropped, tokens
+  in (T', h, w) order; Swin3D's ``features`` output is already a channels-last grid (B, T', h, w, C), tapped
+  after a permute.
+
+Neither has BatchNorm: ``convert_dual_norm`` (the default of ``--method taf``) gives their LayerNorms an
+auxiliary copy.
 """
 
 from __future__ import annotations
@@ -25,16 +30,13 @@ from torchvision.models.video.mvit import MSBlockConfig
 from videotaf.models.base import VideoClassifier
 from videotaf.models.layers.normalize import Normalize
 from videotaf.models.registry import register_model
+from videotaf.models.tokens import TokenMapTap, maps_to_tokens, tokens_to_maps
 from videotaf.models.weights import read_state_dict
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 KINETICS_MEAN_45 = (0.45, 0.45, 0.45)
 KINETICS_STD_225 = (0.225, 0.225, 0.225)
-
-
-class TokenMapTap(nn.Identity):
-    """Identity on feature maps ``(B, C, T', h, w)``; exists so a forward hook can grab the transformer's maps."""
 
 
 class _ClipAvgPool(nn.Module):
@@ -59,12 +61,9 @@ class _TappedMViTBlock(nn.Module):
         self.tap = TokenMapTap()
 
     def forward(self, x: torch.Tensor, thw: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        b, n, c = x.shape
-        t, h, w = thw
-        cls, patches = x[:, :1], x[:, 1:]
-        maps = self.tap(patches.transpose(1, 2).reshape(b, c, t, h, w))
-        x = torch.cat((cls, maps.flatten(2).transpose(1, 2)), dim=1)
-        return self.block(x, thw)
+        # The class token is dropped from the maps; MViT's patch tokens are frame-major, (T', h, w).
+        cls, maps = tokens_to_maps(x, thw, prefix=1, order="thw")
+        return self.block(maps_to_tokens(cls, self.tap(maps), order="thw"), thw)
 
 
 class _TappedNorm(nn.Module):
