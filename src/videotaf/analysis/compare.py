@@ -230,7 +230,8 @@ def collect(plan: Sequence[PlannedRun], *, subset: list[str] | None = None, n_bo
             correct[label].append(np.asarray(ev["clips"]["predictions"], dtype=np.int64) == y)
             train_top1[label].append(float(train_split_metrics(run.run_dir, run.cfg)["top1"]))
             val_loss[label].append(float(ev["loss"]))
-    assert clip_labels is not None and class_names is not None  # plan holds at least two runs
+    if clip_labels is None or class_names is None:
+        raise VideotafError("compare: no runs to score")
     mask = None
     if subset:
         ids = [class_names.index(name) for name in subset]

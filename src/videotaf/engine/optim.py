@@ -22,13 +22,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 from videotaf.config import OptimConfig
 from videotaf.models.base import unwrap
 
-_NORM_TYPES: tuple[type, ...] = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
-if hasattr(nn.modules.instancenorm, "_InstanceNorm"):
-    _NORM_TYPES = (*_NORM_TYPES, nn.modules.instancenorm._InstanceNorm)
+_NORM_TYPES: tuple[type, ...] = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
