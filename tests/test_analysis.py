@@ -247,6 +247,101 @@ def test_cam_rows_curves_equal_gradcam_frame_scores(tmp_path: Path) -> None:
     assert all(abs(c.sum() - 1) < 1e-5 for c in fig.curves)
 
 
+LONG_CLASS = "Pretending to pick something up from a table but actually putting it down somewhere else " * 2
+
+
+def test_cam_figure_labels_stay_in_their_column(tmp_path: Path) -> None:
+    """Long model and class names are wrapped/ellipsised in the label column: no text box (as the renderer
+    measures it) overlaps a frame, and every text lies inside the figure."""
+    clip = torch.rand(4, 3, 24, 32)
+    rows = [
+        CamRow("baseline", clip, torch.rand(4, 3, 4), torch.full((4,), 0.25), f"pred 0.54: {LONG_CLASS}"),
+        CamRow("a-model-name-without-any-space-" * 4, clip, torch.rand(2, 3, 4), torch.tensor([0.5, 0.5]), "x"),
+        CamRow("TAF", clip, torch.rand(4, 3, 4), torch.full((4,), 0.25), "pred 0.45: Waving"),
+    ]
+    fig = cam_figure(rows, tmp_path / "cam.png", title="a clip")
+    assert fig.figure is not None
+    renderer = fig.figure.canvas.get_renderer()
+    frames = [ax.get_window_extent(renderer) for ax in fig.figure.axes if ax.images and ax.get_label() != "cam-key"]
+    assert len(frames) == 3 * 4
+    texts = [t for t in fig.figure.texts if t.get_text().strip()]
+    assert len(texts) >= 1 + 3  # the title and the rows' labels
+    width, height = fig.size
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (t.get_text(), box)
+        for frame in frames:
+            overlap_w = min(box.x1, frame.x1) - max(box.x0, frame.x0)
+            overlap_h = min(box.y1, frame.y1) - max(box.y0, frame.y0)
+            assert overlap_w <= 0.5 or overlap_h <= 0.5, (t.get_text(), box, frame)
+    drawn = [t.get_text() for t in texts]
+    assert any(line.endswith("\u2026") for line in drawn)  # the long class name is ellipsised ...
+    assert any(line.startswith("pred 0.54:") for line in drawn)  # ... after its probability
+    assert "baseline" in drawn and "TAF" in drawn
+
+
+def test_cam_overlay_leaves_the_frame_visible(tmp_path: Path) -> None:
+    """The saved PNG, frame by frame: where the map is cold the frame is unchanged; where it is hot the frame's
+    own contrast survives (a checkerboard stays a checkerboard) and the map's colour shows."""
+
+    blocks = 4
+    size = 32
+    checker = ((np.add.outer(np.arange(size) // 8, np.arange(size) // 8) % 2) * 0.6 + 0.2).astype(np.float32)
+    clip = torch.from_numpy(checker).expand(2, 3, size, size).clone()
+    cams = torch.zeros(2, size, size)
+    cams[:, :, : size // 2] = 1.0  # hot left half, cold right half, at the frame's resolution
+    fig = cam_figure([CamRow("m", clip, cams, torch.tensor([0.5, 0.5]), "pred")], tmp_path / "cam.png")
+    assert fig.figure is not None
+    renderer = fig.figure.canvas.get_renderer()
+    png = np.asarray(Image.open(fig.path).convert("RGB"), dtype=np.float64) / 255.0
+    height = png.shape[0]
+    for ax in [ax for ax in fig.figure.axes if ax.images and ax.get_label() != "cam-key"]:
+        box = ax.get_window_extent(renderer)
+        crop = png[int(round(height - box.y1)) : int(round(height - box.y0)), int(round(box.x0)) : int(round(box.x1))]
+        cell_h, cell_w = crop.shape[0] / blocks, crop.shape[1] / blocks
+        # The mean colour of the central half of each 8x8 block (away from resampled edges).
+        means = np.array(
+            [
+                [
+                    crop[
+                        int((i + 0.25) * cell_h) : int((i + 0.75) * cell_h),
+                        int((j + 0.25) * cell_w) : int((j + 0.75) * cell_w),
+                    ].mean(axis=(0, 1))
+                    for j in range(blocks)
+                ]
+                for i in range(blocks)
+            ]
+        )
+        raw = checker[::8, ::8][..., None].repeat(3, axis=2)
+        cold, hot = np.s_[:, blocks // 2 :], np.s_[:, : blocks // 2]
+        assert np.abs(means[cold] - raw[cold]).max() < 0.03  # the frame itself, untouched
+        bright = raw[hot][..., 0] > 0.5
+        luma = means[hot].mean(axis=-1)
+        raw_contrast = raw[hot][..., 0][bright].mean() - raw[hot][..., 0][~bright].mean()
+        contrast = luma[bright].mean() - luma[~bright].mean()
+        assert contrast >= 0.3 * raw_contrast  # the checkerboard still reads under the hottest map
+        assert np.abs(means[hot] - raw[hot]).mean() > 0.1  # and the map is there
+
+
+def test_overlay_heatmap_blends_by_heat() -> None:
+    from videotaf.analysis.figures import overlay_heatmap
+
+    frame = np.random.default_rng(0).random((5, 6, 3))
+    heat = np.zeros((5, 6))
+    heat[0, 0], heat[1, 1] = 1.0, 0.25
+    out = overlay_heatmap(frame, heat, alpha=0.6)
+    mask = heat == 0
+    np.testing.assert_allclose(out[mask], frame[mask])
+    # At the peak 40 % of the frame is kept: (out - 0.6 colour) / 0.4 gives the frame back.
+    import matplotlib
+
+    colour = np.array(matplotlib.colormaps["inferno"](1.0)[:3])
+    np.testing.assert_allclose((out[0, 0] - 0.6 * colour) / 0.4, frame[0, 0], atol=1e-9)
+    assert np.abs(out[1, 1] - frame[1, 1]).max() > 0
+    with pytest.raises(ValueError, match="alpha"):
+        overlay_heatmap(frame, heat, alpha=1.5)
+
+
 def write_run(path: Path, *, losses: list[tuple[float, float]], per_class: dict, top1: float, subset=None) -> Path:
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "tsm"}, "adversarial": {"method": "taf"}}))
@@ -300,6 +395,92 @@ def test_loss_curves_and_classwise(tmp_path: Path) -> None:
     (tmp_path / "bad" / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
         read_metrics(tmp_path / "bad")
+
+
+def write_metrics(path: Path, losses: list[tuple[float, float]], val_top1: list[float] | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / "metrics.jsonl").open("w") as f:
+        for e, (tr, va) in enumerate(losses, 1):
+            top1 = val_top1[e - 1] if val_top1 else 10.0
+            f.write(json.dumps({"epoch": e, "train_loss": tr, "val_loss": va, "val_top1": top1}) + "\n")
+    return path
+
+
+def test_loss_curves_fine_tunes_continue_the_baseline_axis(tmp_path: Path) -> None:
+    base = write_metrics(tmp_path / "base", [(2.0, 2.5), (1.8, 2.4), (1.6, 2.3)])
+    ft = write_metrics(tmp_path / "ft", [(1.5, 2.2), (1.4, 2.1)])
+    ft2 = write_metrics(tmp_path / "ft2", [(1.3, 2.0)])
+    data = loss_curves_figure(
+        {"base": base, "ft": ft, "ft2": ft2, "alone": ft},
+        tmp_path / "loss.png",
+        continues={"ft": "base", "ft2": ("ft", 1)},
+    )
+    assert data["base"] == {"epoch": [1.0, 2.0, 3.0], "train": [2.0, 1.8, 1.6], "test": [2.5, 2.4, 2.3]}
+    assert data["ft"]["epoch"] == [4.0, 5.0] and data["ft"]["offset"] == 3.0 and data["ft"]["continues"] == "base"
+    assert data["ft"]["train"] == [1.5, 1.4]
+    # A fine-tune of the fine-tune's epoch 1 (its epoch 4 on the common axis) starts at 5.
+    assert data["ft2"]["epoch"] == [5.0] and data["ft2"]["offset"] == 4.0
+    assert data["alone"]["epoch"] == [1.0, 2.0] and "offset" not in data["alone"]
+    with pytest.raises(ValueError, match="cycle"):
+        loss_curves_figure({"a": base, "b": ft}, tmp_path / "x.png", continues={"a": "b", "b": "a"})
+    with pytest.raises(ValueError, match="not in runs"):
+        loss_curves_figure({"a": base}, tmp_path / "x.png", continues={"a": "nope"})
+
+
+def test_report_loss_curves_follow_model_pretrained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report reads each run's model.pretrained: a checkpoint of another run of the report (absolute, or
+    relative to where it was started) makes the fine-tune continue that run's epochs; best.pt starts it at the
+    baseline's best epoch; a checkpoint from elsewhere changes nothing."""
+    import videotaf.analysis.report as report
+
+    out = tmp_path / "demo"
+    base = write_metrics(out / "baseline", [(2.0, 2.5), (1.8, 2.4), (1.6, 2.3), (1.5, 2.35)], [10, 30, 30, 20])
+    runs = {"baseline": base}
+    pretrained = {
+        "plain": str(base / "checkpoints" / "last.pt"),  # absolute
+        "taf": "demo/baseline/checkpoints/last.pt",  # relative to tmp_path, where "it was run"
+        "best": "baseline/checkpoints/best.pt",  # relative to demo/, not to the current directory
+        "other": str(tmp_path / "other" / "checkpoints" / "last.pt"),  # not a run of the report
+    }
+    for name, ckpt in pretrained.items():
+        runs[name] = write_metrics(out / name, [(1.4, 2.2), (1.3, 2.1)])
+        (runs[name] / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "tsm", "pretrained": ckpt}}))
+    drawn: dict = {}
+    original = report.loss_curves_figure
+
+    def spy(*args, **kwargs):
+        drawn.update(original(*args, **kwargs))
+        return drawn
+
+    monkeypatch.setattr(report, "loss_curves_figure", spy)
+    monkeypatch.chdir(tmp_path)
+    page = build_report(list(runs.values()), tmp_path / "report").read_text()
+    assert drawn["baseline"]["epoch"] == [1.0, 2.0, 3.0, 4.0]
+    assert drawn["plain"]["epoch"] == [5.0, 6.0] and drawn["plain"]["continues"] == "baseline"
+    assert drawn["taf"]["epoch"] == [5.0, 6.0]
+    assert drawn["best"]["epoch"] == [3.0, 4.0]  # best.pt: the first epoch with the highest val_top1 (2)
+    assert drawn["other"]["epoch"] == [1.0, 2.0] and "continues" not in drawn["other"]
+    assert "taf from baseline" in page and "best from baseline (epoch 2, best.pt)" in page
+
+
+def test_report_shows_the_demo_cam_figures(tmp_path: Path) -> None:
+    """videotaf demo writes OUT/figures/cam_val*.png beside its runs; the report of those runs shows them."""
+    out = tmp_path / "demo"
+    runs = [write_metrics(out / name, [(1.0, 1.0)]) for name in ("baseline", "plain", "taf")]
+    (out / "figures").mkdir()
+    for i in (0, 3):
+        Image.new("RGB", (30, 10), "blue").save(out / "figures" / f"cam_val{i:03d}.png")
+    Image.new("RGB", (30, 10), "blue").save(out / "figures" / "not_a_cam.png")
+    Image.new("RGB", (30, 10), "red").save(runs[2] / "cam_own.png")
+    page = build_report(runs, tmp_path / "report", cam_images=[out / "figures" / "cam_val003.png"])
+    parser = _Collector()
+    parser.feed(page.read_text())
+    cams = [src for src in parser.imgs if src.startswith("cams/")]
+    assert len(cams) == 3  # the run's own, the two beside the runs (the one also given is shown once)
+    assert all((page.parent / src).is_file() for src in cams)
+    text = "".join(parser.text)
+    assert "demo/figures: cam_val000.png" in text and "demo/figures: cam_val003.png" in text
+    assert "not_a_cam" not in text and "taf: cam_own.png" in text
 
 
 # ----------------------------------------------------------------------------------------- report

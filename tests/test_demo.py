@@ -43,6 +43,15 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert results["figures"] and all(
         (out / "figures").joinpath(p.split("/")[-1]).is_file() for p in results["figures"]
     )
+    # The report of the three runs (the command the demo prints) shows those CAM figures, and the fine-tunes'
+    # loss curves continue the baseline's epochs.
+    report_cmd = ["report", str(out / "baseline"), str(out / "plain"), str(out / "taf"), "--out", str(out / "report")]
+    assert "videotaf " + " ".join(report_cmd) in printed
+    assert main(report_cmd) == 0
+    page = (out / "report" / "index.html").read_text()
+    for p in results["figures"]:
+        assert p.split("/")[-1] in page
+    assert "plain from baseline; taf from baseline" in page
 
     # The difference TAF - plain is printed with its CI, from the two runs' per-clip predictions.
     versus = results["taf_vs_plain"]

@@ -8,7 +8,9 @@
    (Eq. 7 with TA, Eq. 6, and dual BN).
 4. Evaluate (1 clip, centre crop): top-1, top-5, top-1 on the long-term classes, top-1 on the training split
    and the train-minus-val gap (the paper's over-fitting discussion); print them side by side and write
-   ``results.json``, and Grad-CAM figures (Fig. 1 / 6).
+   ``results.json``, and Grad-CAM figures (Fig. 1 / 6) comparing the two fine-tunes on long-term validation
+   clips: ``OUT/figures/cam_val<clip index>.png``, beside the runs, where ``videotaf report OUT/baseline
+   OUT/plain OUT/taf`` finds and shows them (it looks in the ``figures/`` folder next to the run directories).
 
 Full mode is sized for about 10 minutes on 2 CPU cores, ``--quick`` for about 2 minutes (a smoke test; its
 numbers are not meaningful). The run directories under ``OUT`` are ordinary engine runs
@@ -301,6 +303,8 @@ def run_demo(
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"[demo] results: {out / 'results.json'}" + (f"; CAM figures: {out / 'figures'}" if figures else ""))
+    report_cmd = " ".join(["videotaf report", *(str(out / n) for n in ("baseline", "plain", "taf")), "--out"])
+    print(f"[demo] all on one page (loss curves, class-wise change, CAM figures): {report_cmd} {out / 'report'}")
     return results
 
 

@@ -1,10 +1,13 @@
 """Figures of the paper, drawn on matplotlib ``Figure`` objects with the Agg canvas (no pyplot, no display,
 no change to the global backend).
 
-- :func:`cam_figure`: frames in a row with their Grad-CAM overlay and the per-frame attention curve under them;
-  one row per model/input (Figures 1 and 6: baseline above TAF; Figure 3: the clip after TA and after CE-based PGD
-  at the same budget). :func:`cam_rows` computes the rows with :func:`videotaf.cam.temporal_gradcam`.
-- :func:`loss_curves_figure`: train and test loss per epoch for several runs (Figure 5).
+- :func:`cam_figure`: frames in a row with their Grad-CAM map blended over them (:func:`overlay_heatmap`: the
+  frame stays readable) and the per-frame attention curve under them, the row's label (model, prediction) in a
+  text column left of the frames; one row per model/input (Figures 1 and 6: baseline above TAF; Figure 3: the
+  clip after TA and after CE-based PGD at the same budget). :func:`cam_rows` computes the rows with
+  :func:`videotaf.cam.temporal_gradcam`.
+- :func:`loss_curves_figure`: train and test loss per epoch for several runs (Figure 5); fine-tunes continue
+  the epoch axis of the run they started from.
 - :func:`classwise_figure`: per-class accuracy change between two evaluations, bars by class index, long-term
   classes in another colour (Figure 4).
 
@@ -24,9 +27,11 @@ import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from videotaf.attack import (
@@ -41,6 +46,7 @@ __all__ = [
     "frame_to_cam_index",
     "cam_rows",
     "cam_figure",
+    "overlay_heatmap",
     "read_metrics",
     "read_eval",
     "loss_curves_figure",
@@ -50,6 +56,7 @@ __all__ = [
 
 LONG_TERM_COLOR = "tab:red"
 OTHER_COLOR = "tab:blue"
+CAM_CMAP = "inferno"
 
 
 # ----------------------------------------------------------------------------------------- CAM figure
@@ -72,13 +79,15 @@ class CamRow:
 class CamFigure:
     """What :func:`cam_figure` wrote: ``curves[r]`` is the ``(T,)`` attention curve drawn under row ``r`` (the
     frame share of the CAM slice each frame maps to), ``frame_to_cam[r]`` that mapping, ``size`` ``(width,
-    height)`` in pixels."""
+    height)`` in pixels, ``labels`` the rows' labels and ``figure`` the drawn matplotlib figure (its text and
+    axes boxes let tests check the layout)."""
 
     path: Path
     curves: list[np.ndarray]
     frame_to_cam: list[np.ndarray]
     size: tuple[int, int]
     labels: list[str] = field(default_factory=list)
+    figure: Figure | None = field(default=None, repr=False)
 
 
 def frame_to_cam_index(num_frames: int, cam_frames: int) -> np.ndarray:
@@ -105,6 +114,72 @@ def _row_heatmaps(row: CamRow, size: tuple[int, int]) -> np.ndarray:
     return up.numpy()
 
 
+def overlay_heatmap(
+    frame: np.ndarray, heat: np.ndarray, *, alpha: float = 0.6, cmap: str = CAM_CMAP, knee: float = 0.5
+) -> np.ndarray:
+    """``(H, W, 3)`` frame in [0, 1] with the ``(H, W)`` heat map in [0, 1] blended over it.
+
+    Each pixel mixes in the colour of its heat with opacity ``alpha * min(1, heat / knee)``: where the map is
+    cold the frame is shown unchanged, and even at the peak ``1 - alpha`` of the frame's own contrast remains,
+    so the frame stays readable under the map. The colours are the upper three quarters of a perceptually
+    uniform colour map (inferno: purple to yellow; its black end would only darken the frame).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"overlay alpha must be in [0, 1], got {alpha}")
+    if not 0.0 < knee <= 1.0:
+        raise ValueError(f"overlay knee must be in (0, 1], got {knee}")
+    heat = np.clip(np.asarray(heat, dtype=np.float64), 0.0, 1.0)
+    colour = matplotlib.colormaps[cmap](0.25 + 0.75 * heat)[..., :3]
+    a = (alpha * np.minimum(1.0, heat / knee))[..., None]
+    out: np.ndarray = (1.0 - a) * np.asarray(frame, dtype=np.float64) + a * colour
+    return np.clip(out, 0.0, 1.0)
+
+
+def _fit_lines(text: str, font: FontProperties, max_width: float, max_lines: int, renderer: RendererAgg) -> list[str]:
+    """``text`` wrapped at spaces into at most ``max_lines`` lines no wider than ``max_width`` pixels, as
+    measured by ``renderer``; a word wider than a line is cut, and what does not fit ends the last line with an
+    ellipsis."""
+
+    def width(s: str) -> float:
+        return float(renderer.get_text_width_height_descent(s, font, ismath=False)[0])
+
+    def cut(s: str, suffix: str = "") -> tuple[str, str]:
+        """The longest prefix of ``s`` (one character at least) that fits with ``suffix``, and the rest."""
+        lo, hi = 1, len(s)  # widths grow with the prefix: bisect for the longest that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if width(s[:mid].rstrip() + suffix) <= max_width:
+                lo = mid
+            else:
+                hi = mid - 1
+        return s[:lo].rstrip() + suffix, s[lo:].lstrip()
+
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        current = ""
+        rest = paragraph.split()
+        while rest:
+            word = rest[0]
+            candidate = f"{current} {word}" if current else word
+            if width(candidate) <= max_width:
+                current = candidate
+                rest.pop(0)
+            elif current:
+                lines.append(current)
+                current = ""
+            else:  # a single word wider than the line
+                head, tail = cut(word)
+                lines.append(head)
+                rest[0] = tail
+                if not tail:
+                    rest.pop(0)
+        lines.append(current)
+    if len(lines) > max_lines:
+        last = " ".join(lines[max_lines - 1 :])
+        lines = lines[: max_lines - 1] + [cut(last, "\u2026")[0]]
+    return lines
+
+
 def _check_row(row: CamRow, index: int) -> None:
     if row.clip.dim() != 4 or row.clip.shape[1] != 3:
         raise ValueError(f"row {index} ({row.label!r}): clip must be (T, 3, H, W), got {tuple(row.clip.shape)}")
@@ -126,12 +201,16 @@ def cam_figure(
     curve_px: int = 70,
     label_px: int = 180,
     dpi: int = 100,
-    alpha: float = 0.45,
+    alpha: float = 0.6,
+    cmap: str = CAM_CMAP,
 ) -> CamFigure:
-    """Write a PNG with one block per row: the frames with the Grad-CAM overlay, the attention curve below.
+    """Write a PNG with one block per row: the frames with the Grad-CAM map blended over them, the attention
+    curve below, and the row's label (model, prediction) in a text column of ``label_px`` pixels left of them.
 
     Figures 1 and 6 (baseline row above the TAF row) and Figure 3 (rows for the clip after TA and after CE-based
     PGD). For ``T' < T`` each frame shows the CAM slice at its temporal position (:func:`frame_to_cam_index`).
+    The map is blended with :func:`overlay_heatmap` (opacity ``alpha * heat``, ``cmap``), so the frame stays
+    visible; labels are wrapped to the text column and ellipsised when too long, never drawn over the frames.
     All rows must have the same number of frames ``T``. Returns the curves drawn (see :class:`CamFigure`).
     """
     if not rows:
@@ -150,9 +229,13 @@ def cam_figure(
     block_px = frame_h + curve_px + 24
     height_px = title_px + len(rows) * block_px
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
+    renderer = FigureCanvasAgg(fig).get_renderer()
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 4 / height_px, va="top")
+    name_font = FontProperties(size=8, weight="bold")
+    info_font = FontProperties(size=7)
+    pad = 6  # pixels between the figure edge and the text, and between the text and the first frame
+    text_w = max(label_px - 2 * pad, 1)
     curves, maps = [], []
     for r, row in enumerate(rows):
         clip = row.clip.detach().float().cpu().clamp(0, 1)
@@ -165,8 +248,8 @@ def cam_figure(
             ax = fig.add_axes(
                 (left / width_px, 1 - (top + frame_h) / height_px, frame_px / width_px, frame_h / height_px)
             )
-            ax.imshow(clip[i].permute(1, 2, 0).numpy(), interpolation="bilinear")
-            ax.imshow(heat[index[i]], cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+            frame = clip[i].permute(1, 2, 0).numpy()
+            ax.imshow(overlay_heatmap(frame, heat[index[i]], alpha=alpha, cmap=cmap), interpolation="bilinear")
             ax.set_axis_off()
         curve = scores[index]
         cax = fig.add_axes(
@@ -185,22 +268,45 @@ def cam_figure(
         cax.set_xticks(np.arange(t))
         cax.tick_params(labelsize=6, length=2, pad=1)
         cax.set_ylabel("share", fontsize=6)
-        label = row.label if not row.info else f"{row.label}\n{row.info}"
-        fig.text(
-            4 / width_px,
-            1 - (top + frame_h / 2) / height_px,
-            label,
-            fontsize=7,
-            va="center",
-            ha="left",
-            wrap=True,
-        )
+        # The label column: the row's name (bold), then its info (the prediction), each wrapped to the column
+        # and cut with an ellipsis when the frame height is used up; centred on the frames.
+        name_h = name_font.get_size_in_points() * dpi / 72 * 1.25
+        info_h = info_font.get_size_in_points() * dpi / 72 * 1.25
+        name_lines = _fit_lines(row.label, name_font, text_w, max(1, min(2, int(frame_h // name_h))), renderer)
+        room = int((frame_h - len(name_lines) * name_h) // info_h)
+        info_lines = _fit_lines(row.info, info_font, text_w, room, renderer) if row.info and room > 0 else []
+        lines = [(s, name_font, name_h) for s in name_lines] + [(s, info_font, info_h) for s in info_lines]
+        y = top + (frame_h - sum(lh for _, _, lh in lines)) / 2
+        for text, font, lh in lines:
+            fig.text(pad / width_px, 1 - y / height_px, text, fontproperties=font, va="top", ha="left")
+            y += lh
         curves.append(curve)
         maps.append(index)
+    _cam_key(fig, title_px + frame_h, curve_px, label_px, width_px, height_px, alpha, cmap)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=dpi, format="png")
-    return CamFigure(out_path, curves, maps, (width_px, height_px), [r.label for r in rows])
+    return CamFigure(out_path, curves, maps, (width_px, height_px), [r.label for r in rows], fig)
+
+
+def _cam_key(
+    fig: Figure, top: float, band: float, label_px: int, width_px: int, height_px: int, alpha: float, cmap: str
+) -> None:
+    """The key of the map's colours, blended as on the frames (over mid grey), in the label column beside the
+    first row's attention curve (left of its tick labels); axes label ``"cam-key"``. Skipped when too narrow."""
+    key_w = label_px - 2 * 6 - 44
+    if key_w < 30 or band < 40:
+        return
+    y = top + band / 2
+    ax = fig.add_axes((6 / width_px, 1 - (y + 4) / height_px, key_w / width_px, 8 / height_px), label="cam-key")
+    ramp = np.linspace(0.0, 1.0, 128)[None, :].repeat(2, axis=0)
+    ax.imshow(overlay_heatmap(np.full((*ramp.shape, 3), 0.5), ramp, alpha=alpha, cmap=cmap), aspect="auto")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    font: dict[str, Any] = {"fontsize": 6, "color": "0.3"}
+    fig.text(6 / width_px, 1 - (y - 6) / height_px, "Grad-CAM, 0 to row max", va="bottom", ha="left", **font)
+    fig.text(6 / width_px, 1 - (y + 6) / height_px, "0", va="top", ha="left", **font)
+    fig.text((6 + key_w) / width_px, 1 - (y + 6) / height_px, "max", va="top", ha="right", **font)
 
 
 def cam_rows(
@@ -234,7 +340,8 @@ def cam_rows(
         prob = logits.softmax(dim=1)[0]
         k = int(prob.argmax())
         name = class_names[k] if class_names is not None and k < len(class_names) else str(k)
-        return f"pred: {name} ({float(prob[k]):.2f})"
+        # The probability first: a long class name may be ellipsised in the figure's label column.
+        return f"pred {float(prob[k]):.2f}: {name}"
 
     rows: list[CamRow] = []
     with torch.random.fork_rng(devices=[]):
@@ -328,6 +435,11 @@ def _num(v: Any) -> float:
     return f
 
 
+def _last_epoch(epochs: Sequence[float]) -> float:
+    finite = [e for e in epochs if math.isfinite(e)]
+    return max(finite) if finite else 0.0
+
+
 def loss_curves_figure(
     runs: Mapping[str, str | Path | Sequence[Mapping[str, Any]]],
     out_path: str | Path,
@@ -335,29 +447,88 @@ def loss_curves_figure(
     train_key: str = "train_loss",
     test_key: str = "val_loss",
     title: str | None = "Training and testing loss",
+    continues: Mapping[str, str | tuple[str, float]] | None = None,
     dpi: int = 100,
-) -> dict[str, dict[str, list[float]]]:
+) -> dict[str, dict[str, Any]]:
     """Figure 5: train (solid) and test (dashed) loss per epoch, one colour per run.
 
-    ``runs``: ``{name: run dir, metrics.jsonl path, or list of records}``. Missing values are gaps. Returns
-    ``{name: {"epoch": [...], "train": [...], "test": [...]}}`` as drawn.
+    ``runs``: ``{name: run dir, metrics.jsonl path, or list of records}``. Missing values are gaps.
+    ``continues``: ``{name: parent}`` for fine-tunes of another run in ``runs`` (or ``{name: (parent, epoch)}``
+    with the parent's epoch the fine-tune started from; default the parent's last logged epoch). As in the
+    paper's Figure 5 a fine-tune continues its parent's epoch axis: its epochs are offset by that epoch (chains
+    of fine-tunes add up), a thin segment joins it to the parent's point there, and a dotted line marks where it
+    branches off. Returns ``{name: {"epoch": [...], "train": [...], "test": [...]}}`` as drawn, with
+    ``"continues"`` (the parent) and ``"offset"`` (the epochs added) for fine-tunes.
     """
     if not runs:
         raise ValueError("loss_curves_figure: no runs")
+    records = {name: list(src) if not isinstance(src, (str, Path)) else read_metrics(src) for name, src in runs.items()}
+    own_epochs = {name: [_num(r.get("epoch", j + 1)) for j, r in enumerate(recs)] for name, recs in records.items()}
+    parents: dict[str, tuple[str, float | None]] = {}
+    for name, spec in (continues or {}).items():
+        parent, at = (spec, None) if isinstance(spec, str) else (spec[0], float(spec[1]))
+        if name not in runs or parent not in runs:
+            raise ValueError(f"loss_curves_figure: continues {name!r} -> {parent!r} names a run not in runs")
+        parents[name] = (parent, at)
+
+    offsets: dict[str, float] = {}
+
+    def offset(name: str, seen: tuple[str, ...] = ()) -> float:
+        """Epochs added to ``name``'s own: where its parent's curve is, plus the epoch it started from."""
+        if name in offsets:
+            return offsets[name]
+        if name in seen:
+            raise ValueError(f"loss_curves_figure: runs continue each other in a cycle: {' -> '.join(seen)}")
+        if name not in parents:
+            offsets[name] = 0.0
+        else:
+            parent, at = parents[name]
+            start = _last_epoch(own_epochs[parent]) if at is None else at
+            offsets[name] = offset(parent, (*seen, name)) + start
+        return offsets[name]
+
     fig = Figure(figsize=(6.4, 4.0), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    data: dict[str, dict[str, list[float]]] = {}
+    data: dict[str, dict[str, Any]] = {}
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, src) in enumerate(runs.items()):
-        records = list(src) if not isinstance(src, (str, Path)) else read_metrics(src)
-        epochs = [_num(r.get("epoch", j + 1)) for j, r in enumerate(records)]
-        train = [_num(r.get(train_key)) for r in records]
-        test = [_num(r.get(test_key)) for r in records]
+    for name, recs in records.items():
+        off = offset(name)
+        data[name] = {
+            "epoch": [e + off for e in own_epochs[name]],
+            "train": [_num(r.get(train_key)) for r in recs],
+            "test": [_num(r.get(test_key)) for r in recs],
+        }
+        if name in parents:
+            data[name].update(continues=parents[name][0], offset=off)
+    branches: dict[float, list[str]] = {}
+    for i, (name, d) in enumerate(data.items()):
         color = colors[i % len(colors)]
-        ax.plot(epochs, train, "-", marker="o", markersize=3, color=color, label=f"{name} train")
-        ax.plot(epochs, test, "--", marker="s", markersize=3, color=color, label=f"{name} test")
-        data[name] = {"epoch": epochs, "train": train, "test": test}
+        ax.plot(d["epoch"], d["train"], "-", marker="o", markersize=3, color=color, label=f"{name} train")
+        ax.plot(d["epoch"], d["test"], "--", marker="s", markersize=3, color=color, label=f"{name} test")
+        if name in parents and d["epoch"]:
+            from_data = data[parents[name][0]]
+            start = d["offset"]
+            branches.setdefault(start, []).append(parents[name][0])
+            # The parent's values at the epoch the fine-tune started from (NaN when it logged none there).
+            there = [j for j, e in enumerate(from_data["epoch"]) if e == start]
+            for key, style in (("train", "-"), ("test", "--")):
+                y0 = from_data[key][there[-1]] if there else float("nan")
+                ax.plot([start, d["epoch"][0]], [y0, d[key][0]], style, color=color, linewidth=1.0, alpha=0.7)
+    for start, names in branches.items():
+        ax.axvline(start, color="0.5", linestyle=":", linewidth=0.8)
+        ax.annotate(
+            "fine-tuning from " + ", ".join(dict.fromkeys(names)),
+            (start, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            fontsize=7,
+            color="0.35",
+            va="top",
+            ha="left",
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     if title:

@@ -3,7 +3,10 @@
 Sections, always present (with a note when a run has no data for it): runs, accuracy (``eval.json``), loss
 curves (Figure 5, ``metrics.jsonl``), class-wise change against the baseline run with the long-term classes
 highlighted (Figure 4), robustness tables (any ``robustness*.json`` in a run directory, written by
-``videotaf robustness``), and CAM examples (PNGs named ``cam*.png`` in a run directory or passed explicitly).
+``videotaf robustness``), and CAM examples (PNGs named ``cam*.png`` in a run directory, in the ``figures/`` folder
+beside the runs - where ``videotaf demo`` writes its CAM figures, ``OUT/figures/cam_val*.png`` - or passed
+explicitly). A fine-tune whose ``model.pretrained`` is a checkpoint of another run of the report continues that
+run's epoch axis in the loss curves, as in the paper's Figure 5.
 The page uses inline CSS and relative links only, so the output directory can be moved or archived as a whole.
 """
 
@@ -25,7 +28,7 @@ from videotaf.analysis.figures import classwise_figure, loss_curves_figure, read
 from videotaf.analysis.robustness import load_robustness
 from videotaf.analysis.stats import format_markdown, paired_bootstrap
 
-__all__ = ["build_report", "find_robustness_files", "find_cam_images", "SECTIONS"]
+__all__ = ["build_report", "find_robustness_files", "find_cam_images", "find_shared_cam_images", "SECTIONS"]
 
 SECTIONS = (
     ("runs", "Runs"),
@@ -176,6 +179,77 @@ def find_cam_images(run_dir: str | Path) -> list[Path]:
     return sorted(found)
 
 
+def find_shared_cam_images(run_dirs: Sequence[str | Path]) -> list[Path]:
+    """``cam*.png`` files in the ``figures/`` folder beside the runs (``PARENT/figures/`` for each distinct parent
+    directory of ``run_dirs``), sorted: where ``videotaf demo`` writes the CAM figures comparing its runs
+    (``OUT/figures/cam_val*.png`` beside ``OUT/baseline``, ``OUT/plain``, ``OUT/taf``)."""
+    parents = dict.fromkeys(Path(p).resolve().parent for p in run_dirs)
+    found: set[Path] = set()
+    for parent in parents:
+        found.update(p for p in (parent / "figures").glob("cam*.png") if p.is_file())
+    return sorted(found)
+
+
+def _checkpoint_owner(pretrained: Any, runs: Sequence[Path], own: int) -> int | None:
+    """Index of the run in ``runs`` (other than ``own``) whose ``checkpoints/*.pt`` ``pretrained`` names.
+
+    An absolute path is compared resolved; a relative one (as written relative to where the fine-tune was
+    started) resolved from the current directory, else by its trailing ``RUN/checkpoints`` components."""
+    if not isinstance(pretrained, str) or not pretrained:
+        return None
+    path = Path(pretrained).expanduser()
+    if path.parent.name != "checkpoints" or path.suffix != ".pt":
+        return None
+    target = path.parent.parent
+    resolved = [r.resolve() for r in runs]
+    for j, r in enumerate(resolved):
+        if j != own and target.resolve() == r:
+            return j
+    if not path.is_absolute() and ".." not in target.parts:
+        tail = target.parts
+        for j, r in enumerate(resolved):
+            if j != own and tail and r.parts[-len(tail) :] == tail:
+                return j
+    return None
+
+
+def _start_epoch(pretrained: str, records: Sequence[Mapping[str, Any]]) -> float | None:
+    """The parent's epoch a fine-tune started from: for ``best.pt`` the first epoch with the highest
+    ``val_top1`` (how the engine picks it), otherwise (``last.pt``) ``None``, meaning the last logged epoch."""
+    if Path(pretrained).name != "best.pt":
+        return None
+    scored = [
+        (float(r["val_top1"]), float(r["epoch"]))
+        for r in records
+        if isinstance(r.get("val_top1"), (int, float)) and isinstance(r.get("epoch"), (int, float))
+    ]
+    if not scored:
+        return None
+    best = max(v for v, _ in scored)
+    return min(e for v, e in scored if v == best)
+
+
+def _continuations(
+    labels: Sequence[str],
+    runs: Sequence[Path],
+    configs: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Sequence[Mapping[str, Any]] | None],
+) -> dict[str, str | tuple[str, float]]:
+    """``{fine-tune label: parent label, or (parent label, start epoch)}`` for the runs whose ``model.pretrained``
+    is a checkpoint of another run of the report with logged metrics (see :func:`loss_curves_figure`)."""
+    out: dict[str, str | tuple[str, float]] = {}
+    for i, cfg in enumerate(configs):
+        model = cfg.get("model")
+        pretrained = model.get("pretrained") if isinstance(model, Mapping) else None
+        j = _checkpoint_owner(pretrained, runs, i)
+        parent_metrics = metrics[j] if j is not None else None
+        if j is None or not metrics[i] or not parent_metrics:
+            continue
+        start = _start_epoch(str(pretrained), parent_metrics)
+        out[labels[i]] = labels[j] if start is None else (labels[j], start)
+    return out
+
+
 def _read_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -253,7 +327,8 @@ def build_report(
         names: display names (default: the directory names).
         baseline: index of the run the class-wise change (Figure 4) and accuracy deltas compare against.
         long_term: class names highlighted in Figure 4 (default: each eval's ``subset.classes``).
-        cam_images: extra CAM PNGs (e.g. from ``videotaf cam``) to show besides those found in the runs.
+        cam_images: extra CAM PNGs (e.g. from ``videotaf cam``) to show besides those found in the runs and in
+            the ``figures/`` folder beside them (:func:`find_shared_cam_images`).
         compare_files: ``compare.json`` files of ``videotaf compare`` (or their directories), shown with their
             figure; a ``compare.json`` inside a given run directory is found by itself.
 
@@ -358,10 +433,19 @@ def build_report(
     # Loss curves
     with_metrics = {label: m for label, m in zip(labels, metrics) if m}
     if with_metrics:
-        loss_curves_figure(with_metrics, out_dir / "loss_curves.png")
-        body["loss-curves"] = '<img src="loss_curves.png" alt="train and test loss per epoch">' + _note(
-            "Solid: training loss; dashed: test (validation) loss (Figure 5)."
-        )
+        continues = _continuations(labels, runs, configs, metrics)
+        loss_curves_figure(with_metrics, out_dir / "loss_curves.png", continues=continues)
+        note = "Solid: training loss; dashed: test (validation) loss (Figure 5)."
+        if continues:
+            note += (
+                " Fine-tunes continue the epoch axis of the run their model.pretrained checkpoint comes from: "
+                + "; ".join(
+                    f"{name} from {spec if isinstance(spec, str) else f'{spec[0]} (epoch {spec[1]:g}, best.pt)'}"
+                    for name, spec in continues.items()
+                )
+                + "."
+            )
+        body["loss-curves"] = '<img src="loss_curves.png" alt="train and test loss per epoch">' + _note(note)
     else:
         body["loss-curves"] = _note("No metrics.jsonl in any run directory.")
 
@@ -412,7 +496,12 @@ def build_report(
     parts = []
     cam_dir = out_dir / "cams"
     sources: list[tuple[str, Path]] = [(label, f) for label, p in zip(labels, runs) for f in find_cam_images(p)]
+    sources += [(f.parent.parent.name + "/figures", f) for f in find_shared_cam_images(runs)]
     sources += [("extra", Path(f)) for f in cam_images]
+    unique: dict[Path, tuple[str, Path]] = {}
+    for label, f in sources:  # an image found twice (e.g. also given with --cam-image) is shown once
+        unique.setdefault(f.resolve(), (label, f))
+    sources = list(unique.values())
     for i, (label, f) in enumerate(sources):
         if not f.is_file():
             raise FileNotFoundError(f"CAM image not found: {f}")
@@ -426,7 +515,14 @@ def build_report(
             f'<figure><img src="{_href(rel)}" alt="CAM example {_e(f.name)}">'
             f"<figcaption>{_e(label)}: <code>{_e(f.name)}</code></figcaption></figure>"
         )
-    body["cams"] = "".join(parts) if parts else _note("No CAM images (cam*.png) found or given.")
+    body["cams"] = (
+        "".join(parts)
+        if parts
+        else _note(
+            "No CAM images: none given (--cam-image, --cam-examples), and no cam*.png in a run directory or in the "
+            "figures/ folder beside the runs."
+        )
+    )
 
     toc = "".join(f'<li><a href="#{sid}">{_e(stitle)}</a></li>' for sid, stitle in SECTIONS)
     sections = "".join(f'<section id="{sid}"><h2>{_e(stitle)}</h2>{body[sid]}</section>' for sid, stitle in SECTIONS)
