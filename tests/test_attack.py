@@ -30,6 +30,7 @@ TRUE = TAOptions(target_rule="true")
     layout3d=st.booleans(),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow
 def test_adversarial_clip_stays_in_budget_and_range(b, t, hw, eps, step, steps, random_start, layout3d, seed):
     torch.manual_seed(seed)
     model = (Toy3D if layout3d else Toy2D)(num_frames=t, width=4)
@@ -183,6 +184,7 @@ def test_attack_under_float16_autocast_matches_float32(attack_cls):
     assert (half.sign() == ref.sign()).float().mean() > 0.99
 
 
+@pytest.mark.slow
 def test_attack_scale_backs_off_on_overflow_and_grows_back():
     model = _small_head_model()
     clips, labels = torch.rand(2, 4, 3, 32, 32), torch.tensor([1, 3])

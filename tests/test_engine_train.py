@@ -30,6 +30,7 @@ def batch_loss(model, clips, labels):
     return loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["plain", "ce_adv", "advprop", "taf"])
 def test_each_method_lowers_the_loss(method):
     torch.manual_seed(0)
@@ -118,6 +119,7 @@ def final_weights(run):
     return ck.load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_after", [3, 4])  # mid-epoch, and exactly at the epoch boundary
 def test_interrupt_and_resume_matches_uninterrupted(tmp_path, monkeypatch, stop_after):
     ref = tmp_path / "ref"

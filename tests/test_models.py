@@ -41,8 +41,14 @@ def test_unknown_model_and_option_errors():
     assert "imagenet_weights" in model_options("tsm")
 
 
+# hf: tests/test_models_hf.py; the torchvision transformers and S3D/R(2+1)D take seconds each: slow set.
+HEAVY = ("tv_mvit_v2_s", "tv_swin3d_t", "tv_s3d", "tv_r2plus1d_18")
+
+
 @pytest.mark.parametrize("frames", [8, 16])
-@pytest.mark.parametrize("name", [n for n in available() if n != "hf"])  # hf: tests/test_models_hf.py
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in available() if n != "hf"]
+)
 def test_output_shape_and_cam_maps(name, frames):
     torch.manual_seed(0)
     model = build(name, 5, frames, **small_options(name)).eval()

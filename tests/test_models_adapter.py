@@ -14,6 +14,7 @@ from videotaf.models import unwrap_state_dict, wrap_model
 from videotaf.objective import build_objective
 
 
+@pytest.mark.slow
 def test_wrapped_torchvision_r3d_runs_taf_and_keeps_keys():
     torch.manual_seed(0)
     net = torchvision.models.video.r3d_18(num_classes=4)

@@ -85,6 +85,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, opts, frames, source, export, container", CASES)
 def test_import_round_trip(tmp_path, name, opts, frames, source, export, container):
     torch.manual_seed(0)

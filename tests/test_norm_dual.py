@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tiny_transformers import ALL_KINDS, FRAMES, SIZE, tiny
+from tiny_transformers import FRAMES, SIZE, kinds, tiny
 from videotaf.bn import (
     AUX_NAME,
     adversarial_path,
@@ -69,7 +69,7 @@ def _perturb_aux(model: nn.Module) -> None:
                     p.add_(torch.randn_like(p) * 0.3)
 
 
-@pytest.mark.parametrize("kind", ["token_toy", *ALL_KINDS])
+@pytest.mark.parametrize("kind", ["token_toy", *kinds()])
 def test_clean_path_bit_identical_and_adversarial_path_starts_equal(kind):
     torch.manual_seed(0)
     original = TokenToy() if kind == "token_toy" else tiny(kind)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import torch
 
 from conftest import ROOT
@@ -13,6 +14,7 @@ def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
+@pytest.mark.slow
 def test_readme_training_loop_and_attack_examples_run():
     loop, attack = _python_blocks()[:2]
     # The example loads the user's own checkpoint; there is none here.

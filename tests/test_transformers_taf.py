@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from tiny_transformers import ALL_KINDS, CLASSES, FRAMES, SIZE, tiny
+from tiny_transformers import CLASSES, FRAMES, SIZE, kinds, tiny
 from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
 from videotaf.bn import adversarial_path, convert_dual_norm
 from videotaf.objective import build_objective
@@ -23,7 +23,7 @@ def _clips(b: int = 2) -> torch.Tensor:
     return torch.rand(b, FRAMES, 3, SIZE, SIZE) * 0.8 + 0.1
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
+@pytest.mark.parametrize("kind", kinds())
 def test_ta_increases_cam_loss(kind):
     torch.manual_seed(0)
     model = tiny(kind, layers=2).eval()
@@ -41,7 +41,7 @@ def test_ta_increases_cam_loss(kind):
     assert loss_of(three(clips, labels)) > after
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
+@pytest.mark.parametrize("kind", kinds())
 def test_fused_taf_step_equals_standalone_attack_then_losses(kind):
     torch.manual_seed(0)
     model = convert_dual_norm(tiny(kind)).train()
@@ -109,7 +109,7 @@ def test_second_order_through_fused_cpu_sdpa_is_not_supported():
         assert _taf_step(model, second_order=True)[1]
 
 
-@pytest.mark.parametrize("kind", ["timesformer", "mvit", "swin3d"])
+@pytest.mark.parametrize("kind", kinds(["timesformer", "mvit", "swin3d"]))
 def test_second_order_on_eager_attention_models(kind):
     torch.manual_seed(0)
     delta, grads_ok = _taf_step(convert_dual_norm(tiny(kind)).train(), second_order=True)

@@ -16,6 +16,17 @@ from videotaf.models.torchvision_models import _wrap
 HF_KINDS = ("videomae", "timesformer", "vivit")
 TV_KINDS = ("mvit", "swin3d")
 ALL_KINDS = HF_KINDS + TV_KINDS
+# torchvision's MViT and Swin3D take several seconds a step even tiny: their cases run with the slow tests.
+HEAVY_KINDS = ("mvit", "swin3d")
+
+
+def kinds(names: tuple[str, ...] | list[str] = ALL_KINDS) -> list[object]:
+    """``names`` for ``pytest.mark.parametrize``, the heavy ones marked slow (CI's second step runs them)."""
+    import pytest
+
+    return [pytest.param(k, marks=pytest.mark.slow) if k in HEAVY_KINDS else k for k in names]
+
+
 FRAMES, SIZE, CLASSES = 4, 32, 5
 
 
