@@ -3,9 +3,13 @@
 Measured in one process, methods interleaved round-robin so that drift hits all of them alike. Reports the median
 step time of each schedule, its ratio to the plain step, and its pass-count floor: the forwards and backwards
 of one step, counted with hooks (``_common.count_passes``) and weighed as in ``videotaf.objective`` (forward 1,
-input-only backward 1, backward with parameter gradients 2), over the plain step's (7/3 for the fused schedule
-at K = 1, 11/3 at K = 3, 8/3 for the naive one at K = 1). Memory: the GPU's peak allocation during a step, or
-on the CPU the storages autograd saves for backward during a step (activation memory, parameters excluded).
+input-only backward 1, backward with parameter gradients 2; each forward, and every backward through it, weighted
+by its share of the batch), over the plain step's (7/3 for the fused schedule at K = 1, 11/3 at K = 3, 8/3 for
+the naive one at K = 1, 1 + 5 rho / 3 when a fraction rho of the batch is attacked, 7/3 for the low-memory
+step). Memory, two numbers: the peak activation memory of a step (the GPU's peak allocation above what was
+allocated before it; on the CPU the peak of the storages autograd saved for backward that are still alive,
+parameters excluded), and on both devices everything autograd saved during the step (what the CPU column
+showed before the low-memory step existed: it cannot tell when a graph is freed).
 
 On the CPU each model is measured twice, each time in a fresh process: with glibc's default allocator, which
 unmaps every freed block above 32 MiB so that the next step faults its activations in again, and with freed
@@ -18,6 +22,10 @@ memory kept for reuse (``videotaf.engine.allocator.keep_freed_memory``, what ``v
 
 ``videomae_small`` is a random ViT-Tiny-sized VideoMAE (hidden 192, 4 layers, 3 heads, patch 16, tubelet 2; needs
 the ``hf`` extra) with auxiliary LayerNorms for TAF (``convert_dual_norm``): the transformer row.
+
+    python benchmarks/step_cost.py --models tsm_small tsm_r50_112 --batch 4 --reps 12 \
+        --schedules plain taf_k1 taf_k1_frac25 taf_k1_lowmem --section step_cost_cheaper \
+        --out benchmarks/results/step_cost_cheaper.json            # the cheaper steps (fraction 0.25: 1 clip of 4)
 """
 
 from __future__ import annotations
@@ -29,12 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import ROOT, count_passes, header, update_section, write_json
+from _common import ROOT, UNITS, count_passes, header, update_section, write_json
 from videotaf.bn import convert_dual_norm
 from videotaf.engine.allocator import keep_freed_memory
 from videotaf.models import build
@@ -48,21 +57,30 @@ MODELS = {
     "videomae_small": (dict(hf="videomae"), 8, 112, 4),
 }
 SCHEDULES = {
-    # name: (method, K, fused)
-    "plain": ("plain", 1, True),
-    "taf_k1": ("taf", 1, True),
-    "taf_k1_naive": ("taf", 1, False),
-    "taf_k3": ("taf", 3, True),
-    "ce_adv_k1": ("ce_adv", 1, True),
+    # name: (method, K, fused, fraction, low_memory)
+    "plain": ("plain", 1, True, 1.0, False),
+    "taf_k1": ("taf", 1, True, 1.0, False),
+    "taf_k1_naive": ("taf", 1, False, 1.0, False),
+    "taf_k3": ("taf", 3, True, 1.0, False),
+    "ce_adv_k1": ("ce_adv", 1, True, 1.0, False),
+    "taf_k1_frac25": ("taf", 1, True, 0.25, False),
+    "taf_k1_lowmem": ("taf", 1, True, 1.0, True),
 }
 
 
 def make(model_name: str, schedule: str, device: torch.device, batch: int | None, channels_last: bool):
     opts, frames, px, default_batch = MODELS[model_name]
-    method, steps, fused = SCHEDULES[schedule]
+    method, steps, fused, fraction, low_memory = SCHEDULES[schedule]
     torch.manual_seed(0)
     model = (_videomae(frames, px) if "hf" in opts else build("tsm", 10, frames, **opts)).to(device).train()
-    objective = build_objective(method, steps=steps, fused=fused, generator=torch.Generator().manual_seed(0))
+    objective = build_objective(
+        method,
+        steps=steps,
+        fused=fused,
+        generator=torch.Generator().manual_seed(0),
+        fraction=fraction,
+        low_memory=low_memory,
+    )
     if objective.needs_dual_bn:
         convert_dual_norm(model)  # BatchNorm for TSM, LayerNorm for the transformer
     if channels_last:
@@ -99,36 +117,58 @@ def one_step(model, objective, opt, clips, labels, amp: str | None, device: torc
     return time.perf_counter() - t0
 
 
-def pass_units(model, objective, opt, clips, labels) -> int:
-    """One step's forwards and backwards in forward-equivalents, counted (float32; gradients cleared after)."""
+def pass_units(model, objective, opt, clips, labels) -> float:
+    """One step's forwards and backwards in forward-equivalents, counted (float32; gradients cleared after).
+
+    Each forward, and every backward through it, counts by the share of the batch it ran on (a ``fraction``
+    step's attack and adversarial forwards see k of B clips); for every other schedule the shares are 1.
+    """
     opt.zero_grad(set_to_none=True)
-    with count_passes(model) as passes:
-        objective.step(model, clips, labels)
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    try:
+        with count_passes(model) as passes:
+            objective.step(model, clips, labels)
+    finally:
+        handle.remove()
     opt.zero_grad(set_to_none=True)
-    return passes.units
+    share = [n / clips.shape[0] for n in sizes]
+    kinds = [(f, kind) for traversal in passes.traversals() for f, kind in traversal]
+    return sum(share) + sum(UNITS[kind] * share[f] for f, kind in kinds)
 
 
-def activation_memory_mb(model, objective, opt, clips, labels, amp: str | None, device: torch.device) -> float:
-    """Memory one step holds for backward: CUDA peak allocation on the GPU; on the CPU, the distinct storages
-    autograd saves during the step (parameters excluded), a proxy of the activation memory that dominates."""
+def activation_memory_mb(
+    model, objective, opt, clips, labels, amp: str | None, device: torch.device
+) -> tuple[float, float]:
+    """``(peak, saved)`` MiB of one step. ``peak``: the activation memory the step holds at its worst, CUDA's
+    peak allocation above the allocation before the step on the GPU; on the CPU the peak of the distinct
+    storages autograd saved for backward that are still alive (parameters excluded; a storage counts until it
+    is freed, whoever holds it). ``saved``: every distinct storage autograd saved during the step, freed or not
+    (a storage freed and another allocated at its address count twice)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    live: dict[int, int] = {}
+    peak, saved = [0], [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        key = id(st)  # the storage's Python object lives exactly as long as the storage
+        if st.data_ptr() in params or key in live:
+            return t
+        live[key] = st.nbytes()
+        weakref.finalize(st, live.pop, key, None)
+        saved[0] += st.nbytes()
+        peak[0] = max(peak[0], sum(live.values()))
+        return t
+
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        one_step(model, objective, opt, clips, labels, amp, device)
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            seen[st.data_ptr()] = st.nbytes()
-        return t
-
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         one_step(model, objective, opt, clips, labels, amp, device)
-    return sum(seen.values()) / 2**20
+    if device.type == "cuda":
+        peak[0] = torch.cuda.max_memory_allocated() - base
+    return peak[0] / 2**20, saved[0] / 2**20
 
 
 def pass_costs(device: torch.device, px: int, reps: int) -> dict[str, float]:
@@ -193,6 +233,9 @@ def main() -> None:
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step_cost.json"))
     p.add_argument("--no-md", action="store_true", help="do not rewrite BENCHMARKS.md")
+    p.add_argument(
+        "--section", default=None, help="BENCHMARKS.md section to rewrite (default: step_cost_cpu / step_cost_gpu)"
+    )
     p.add_argument("--pass-costs", type=int, metavar="PX", help="only measure forward/backward kernel costs at PX")
     p.add_argument(
         "--cpu-memory",
@@ -249,23 +292,30 @@ def main() -> None:
         if not args.no_memory:
             mem = {s: activation_memory_mb(*run, args.amp, device) for s, run in runs.items()}
             for s in args.schedules:
-                rows[s]["peak_mb"] = mem[s]
-                rows[s]["memory_ratio"] = mem[s] / mem["plain"] if mem.get("plain") else None
+                (peak, saved), plain_mem = mem[s], mem.get("plain")
+                rows[s]["peak_mb"], rows[s]["saved_mb"] = peak, saved
+                rows[s]["memory_ratio"] = peak / plain_mem[0] if plain_mem else None
+                rows[s]["saved_ratio"] = saved / plain_mem[1] if plain_mem else None
         _, frames, px, default_batch = MODELS[model_name]
         del runs
         results[model_name] = {"frames": frames, "pixels": px, "batch": args.batch or default_batch, "rows": rows}
         print(f"\n{model_name}: {frames} frames, {px} px, batch {args.batch or default_batch}, {reps} timed steps")
         for s, r in rows.items():
-            mem_txt = f"  memory {r['peak_mb']:.0f} MB (x{r['memory_ratio']:.2f})" if r.get("memory_ratio") else ""
+            mem_txt = (
+                f"  peak {r['peak_mb']:.0f} MB (x{r['memory_ratio']:.2f}), saved {r['saved_mb']:.0f} MB "
+                f"(x{r['saved_ratio']:.2f})"
+                if r.get("memory_ratio")
+                else ""
+            )
             print(
-                f"  {s:13s} {r['median_s']:.3f} s  x{r['ratio_to_plain']:.2f}  (floor x{r['pass_floor']:.2f}){mem_txt}"
+                f"  {s:14s} {r['median_s']:.3f} s  x{r['ratio_to_plain']:.2f}  (floor x{r['pass_floor']:.2f}){mem_txt}"
             )
 
     memory = args.cpu_memory if device.type == "cpu" else "cuda caching"
     payload = {"device": args.device, "amp": args.amp, "reps": reps, "cpu_memory": memory, "results": results}
     write_json(args.out, payload)
     if not args.no_md:
-        section = "step_cost_gpu" if device.type == "cuda" else "step_cost_cpu"
+        section = args.section or ("step_cost_gpu" if device.type == "cuda" else "step_cost_cpu")
         update_section(section, table([payload]))
 
 
@@ -273,21 +323,52 @@ def table(payloads: list[dict]) -> str:
     """The BENCHMARKS.md section: one row per (allocator, model, schedule)."""
     lines = [
         header(),
-        "| allocator | model | frames x px x batch | schedule | median step | x plain | pass floor | step memory "
-        "| x plain mem |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| allocator | model | frames x px x batch | schedule | median step | x plain | pass floor "
+        "| peak act. memory | x plain | saved in step | x plain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for payload in payloads:
         for model_name, res in payload["results"].items():
             for s, r in res["rows"].items():
                 mem = f"{r['peak_mb']:.0f} MB" if "peak_mb" in r else "-"
                 memr = f"{r['memory_ratio']:.2f}" if r.get("memory_ratio") else "-"
+                saved = f"{r['saved_mb']:.0f} MB" if "saved_mb" in r else "-"
+                savedr = f"{r['saved_ratio']:.2f}" if r.get("saved_ratio") else "-"
                 lines.append(
                     f"| {payload['cpu_memory']} | {model_name} | {res['frames']} x {res['pixels']} x {res['batch']} "
                     f"| {s} | {r['median_s']:.3f} s | {r['ratio_to_plain']:.2f} | {r['pass_floor']:.2f} | {mem} "
-                    f"| {memr} |"
+                    f"| {memr} | {saved} | {savedr} |"
                 )
-    return "\n".join(lines)
+    return "\n".join(lines + goals(payloads))
+
+
+def goals(payloads: list[dict]) -> list[str]:
+    """Issue 13's goals for the cheaper steps, where both rows were measured: a step attacking a quarter of
+    the batch at most 1.4x a plain step, the low-memory step's peak activation memory at most 1.3x."""
+    out = []
+    for payload in payloads:
+        for model_name, res in payload["results"].items():
+            rows = res["rows"]
+            if "taf_k1_frac25" in rows and rows["taf_k1_frac25"].get("ratio_to_plain"):
+                r = rows["taf_k1_frac25"]
+                verdict = "met" if r["ratio_to_plain"] <= 1.4 else "**not met**"
+                out.append(
+                    f"- {payload['cpu_memory']}, {model_name}: fraction 0.25 costs {r['ratio_to_plain']:.2f}x a "
+                    f"plain step (goal <= 1.4x: {verdict}; pass floor {r['pass_floor']:.2f}x)."
+                )
+            if "taf_k1_lowmem" in rows and rows["taf_k1_lowmem"].get("memory_ratio"):
+                r = rows["taf_k1_lowmem"]
+                verdict = "met" if r["memory_ratio"] <= 1.3 else "**not met**"
+                vs = (
+                    f"; its time is {r['median_s'] / rows['taf_k1']['median_s']:.2f}x the fused step's"
+                    if "taf_k1" in rows
+                    else ""
+                )
+                out.append(
+                    f"- {payload['cpu_memory']}, {model_name}: the low-memory step's peak activation memory is "
+                    f"{r['memory_ratio']:.2f}x a plain step's (goal <= 1.3x: {verdict}){vs}."
+                )
+    return ["", *out] if out else []
 
 
 def measure_both_allocators(args: argparse.Namespace) -> None:
@@ -302,7 +383,7 @@ def measure_both_allocators(args: argparse.Namespace) -> None:
             payloads.append(json.loads(out.read_text()))
     write_json(args.out, {"runs": payloads})
     if not args.no_md:
-        update_section("step_cost_cpu", table(payloads))
+        update_section(args.section or "step_cost_cpu", table(payloads))
 
 
 if __name__ == "__main__":

@@ -149,15 +149,22 @@ def test_step_cost_quick_measures_both_allocators(tmp_path: Path):
     assert [r["cpu_memory"] for r in runs] == ["default", "keep"]
     for run in runs:
         rows = run["results"]["tsm_small"]["rows"]
-        assert set(rows) == {"plain", "taf_k1", "taf_k1_naive", "taf_k3", "ce_adv_k1"}
-        # Counted on the benchmark's own TSM, not copied from a table.
+        assert set(rows) == {
+            *("plain", "taf_k1", "taf_k1_naive", "taf_k3", "ce_adv_k1", "taf_k1_frac25", "taf_k1_lowmem")
+        }
+        # Counted on the benchmark's own TSM, not copied from a table (fraction 0.25 of 8 clips: 2 attacked).
         floors = {s: r["pass_floor"] for s, r in rows.items()}
         expected = {"plain": 1, "taf_k1": 7 / 3, "taf_k1_naive": 8 / 3, "taf_k3": 11 / 3, "ce_adv_k1": 7 / 3}
+        expected |= {"taf_k1_frac25": 1 + 5 * 0.25 / 3, "taf_k1_lowmem": 7 / 3}
         assert floors == pytest.approx(expected)
         # The fused K = 1 step keeps exactly two graphs' activations (clean + adversarial) until its one backward.
         assert rows["taf_k1"]["memory_ratio"] == pytest.approx(2.0, abs=0.02)
         assert rows["ce_adv_k1"]["memory_ratio"] == pytest.approx(2.0, abs=0.02)
-        assert rows["taf_k1_naive"]["memory_ratio"] > rows["taf_k1"]["memory_ratio"]
+        assert rows["taf_k1_naive"]["saved_ratio"] > rows["taf_k1"]["saved_ratio"]
+        # The low-memory step frees the clean graph first; a quarter of the batch adds a quarter graph.
+        assert rows["taf_k1_lowmem"]["memory_ratio"] < 1.1
+        assert rows["taf_k1_lowmem"]["saved_ratio"] == pytest.approx(rows["taf_k1"]["saved_ratio"], rel=0.01)
+        assert rows["taf_k1_frac25"]["memory_ratio"] == pytest.approx(1.25, abs=0.03)
 
 
 @pytest.mark.slow

@@ -94,6 +94,11 @@ class AdversarialConfig:
     paper's literal sign, ``logit`` classic Grad-CAM), ``cam_norm`` Eq. 3 (``paper`` or ``minmax``), ``cam_relu``,
     ``target_rule`` (``paper``: Sec. 3.2's rule; ``true``; ``predicted``), ``second_order`` (differentiate
     through the Grad-CAM weights).
+
+    Cost (see ``videotaf.objective``): ``fraction`` in (0, 1] is the share of each batch that is attacked and
+    takes the adversarial path (1: every clip, the paper; at K = 1 a step's pass-count floor is 1 + 5 fraction / 3
+    plain steps, 1.42 at 0.25, against 7/3 at 1); ``low_memory`` runs the clean loss's backward before the
+    adversarial forward (about half the fused step's activation memory, the same gradients).
     """
 
     method: Method = "plain"
@@ -108,6 +113,8 @@ class AdversarialConfig:
     cam_relu: bool = False
     target_rule: TargetRule = "paper"
     second_order: bool = False
+    fraction: float = 1.0
+    low_memory: bool = False
 
     def ta_options(self) -> TAOptions | None:
         """TA's options for ``build_objective(ta=...)`` (None unless the method is ``taf``)."""
@@ -395,6 +402,8 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         raise bad("adversarial.step_size", "a float in [0, 1] (pixel scale: the paper's 32/255 is 0.125)", a.step_size)
     if a.steps < 1:
         raise bad("adversarial.steps", "an int >= 1", a.steps)
+    if not 0.0 < a.fraction <= 1.0:
+        raise bad("adversarial.fraction", "a float in (0, 1] (the share of each batch that is attacked)", a.fraction)
     if a.num_nonkey is not None and not 1 <= a.num_nonkey <= m.num_frames:
         raise bad("adversarial.num_nonkey", f"null or an int in [1, model.num_frames={m.num_frames}]", a.num_nonkey)
     if r.log_every < 1:

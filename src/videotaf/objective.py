@@ -26,18 +26,53 @@ The first PGD step is :meth:`videotaf.attack.ProjectedGradientAscent.first_step`
 one asks it to run the training forward. A random start (``random_start=True``, off in the paper) attacks from
 a point other than the clean clip, so nothing can be shared: :func:`build_objective` then builds the naive
 schedule, and ``Objective(fused=True)`` with such an attack raises.
+
+Attacking a fraction of the batch (``fraction`` = rho < 1; the main saving of Fast AdvProp, Mei et al., ICLR 2022,
+which attacks one sample in five). Each step draws ``k = max(1, round(rho * B))`` rows (Python's ``round``,
+half to even): ``torch.randperm(B, generator=g)[:k]`` sorted ascending, with ``g`` the attack's generator
+(``build_objective(generator=...)``; the global RNG when None), drawn before anything else of the step, so TA's
+random target labels then come from the same stream for the k rows. Nothing is drawn when ``k == B``: the step
+is then the full one. The attacked rows are attacked exactly as the standalone attack would attack that
+sub-batch (:meth:`~videotaf.attack.ProjectedGradientAscent.run`: its own forwards through the unwrapped model,
+batch statistics of the k rows, BatchNorm buffers untouched), then the clean forward runs on all B rows and the
+adversarial forward on the k adversarial rows. The clean forward is not shared with the attack here: sharing it
+would make the attack's input backward traverse the whole B-row graph (cost 1, not rho; the other rows'
+gradients are not even zero, BatchNorm couples them) and would cost ``4 + 3 rho`` against this schedule's
+``3 + 5 rho`` at K = 1 (cheaper only for rho > 1/2):
+
+    attack forward (rho) + head backward (0) + input backward (rho) + clean forward (1) + adversarial forward
+    (rho) + one backward through both graphs (2 + 2 rho) = 3 + 5 rho, i.e. 1 + 5 rho / 3 of a plain step
+    (1.42x at rho = 1/4); each further PGD step adds 2 rho. ``fused`` has no effect when rho < 1.
+
+Eq. (7) then reads ``alpha * mean CE over the B clean rows + (1 - alpha) * mean CE over the k attacked rows``:
+each term is a mean over the clips it is computed on, so alpha keeps its meaning (the weight of the clean
+term) whatever rho is; per attacked clip the adversarial gradient is B / k times larger than at rho = 1.
+BatchNorm caveat: the auxiliary BatchNorm (and the attack's forwards) then normalise over k clips (per DDP
+process), so their batch statistics are noisier, and a layer that needs more than one value per channel (a
+BatchNorm1d on pooled features) fails when k = 1; keep k at a few clips.
+
+Memory (``low_memory``). The fused step keeps the clean and the adversarial graphs alive together until its one
+backward: twice a plain step's activation memory. With ``low_memory=True`` the clean loss's backward
+(``alpha * L_clean``, through the given ``backward`` callable) runs right after the attack's first input
+gradient, which frees the clean graph before the adversarial forward; the adversarial loss's backward
+(``(1 - alpha) * L_adv``) follows. Same passes and gradients (up to float summation order), peak activation
+memory about one graph. Under DistributedDataParallel the clean forward and its backward run in
+``model.no_sync()``, so the gradients are still reduced once per step, by the second backward; parameters that
+second backward cannot reach (the main-path BatchNorm affine parameters, used only by the clean forward) get a
+zero-weighted term in it so that DDP (``find_unused_parameters=False``) still sees every gradient ready.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from videotaf.attack import (
     CrossEntropyAugmentation,
@@ -54,7 +89,13 @@ METHODS: tuple[Method, ...] = get_args(Method)
 
 @dataclass
 class StepOutput:
-    """What one training step produced; every tensor is detached."""
+    """What one training step produced; every tensor is detached.
+
+    ``adv_rows`` are the attacked rows of the batch (``None``: every row; see ``fraction`` in the module
+    docstring); ``logits_adv`` has one row per attacked clip, in the order of ``adv_rows``, and ``loss_adv`` is
+    their mean CE. ``adv_clips`` always has the batch's B rows: the rows that were not attacked hold the clean
+    clips unchanged.
+    """
 
     loss: torch.Tensor
     loss_clean: torch.Tensor
@@ -63,6 +104,7 @@ class StepOutput:
     logits_clean: torch.Tensor
     logits_adv: torch.Tensor | None
     adv_clips: torch.Tensor | None
+    adv_rows: torch.Tensor | None = None
 
 
 def model_loss(
@@ -97,6 +139,10 @@ class Objective:
             the model with ``convert_dual_bn`` before building the optimiser.
         fused: share the clean forward with the attack (see the module docstring); ``False`` runs the standalone
             attack first, the naive schedule, for comparison.
+        fraction: the share rho in (0, 1] of each batch that is attacked and takes the adversarial path
+            (``max(1, round(rho * B))`` rows drawn per step from the attack's generator; module docstring).
+        low_memory: run the clean loss's backward before the adversarial forward (two backwards, the clean
+            graph freed early; under DDP still one gradient reduction per step; module docstring).
     """
 
     def __init__(
@@ -106,9 +152,13 @@ class Objective:
         alpha: float = 0.7,
         dual_bn: bool = False,
         fused: bool = True,
+        fraction: float = 1.0,
+        low_memory: bool = False,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         if fused and attack is not None and attack.random_start:
             raise ValueError("a random-start attack cannot share the clean forward pass; use fused=False")
         self.method = method
@@ -116,6 +166,22 @@ class Objective:
         self.alpha = float(alpha)
         self.needs_dual_bn = bool(dual_bn)
         self.fused = fused
+        self.fraction = float(fraction)
+        self.low_memory = bool(low_memory)
+
+    def attacked_rows(self, batch: int, device: torch.device) -> torch.Tensor | None:
+        """The rows of a ``batch``-row step to attack, drawn from the attack's generator; ``None`` = all rows.
+
+        ``k = max(1, round(fraction * batch))``; nothing is drawn when ``k == batch``. Otherwise one
+        ``torch.randperm(batch, generator=g)`` draw, its first k entries sorted ascending (long, on ``device``).
+        """
+        k = max(1, round(self.fraction * batch))
+        if k >= batch:
+            return None
+        gen = self.attack.generator if self.attack is not None else None
+        draw_device = gen.device if gen is not None else device
+        perm = torch.randperm(batch, generator=gen, device=draw_device)
+        return perm[:k].sort().values.to(device)
 
     def step(
         self,
@@ -124,14 +190,15 @@ class Objective:
         labels: torch.Tensor,
         backward: Callable[[torch.Tensor], None] | None = None,
     ) -> StepOutput:
-        """Forward pass(es) and ONE backward of the step's loss.
+        """Forward pass(es) and the backward of the step's loss: ONE backward, or two with ``low_memory``.
 
         Args:
             model: the model, possibly wrapped in DDP; in training mode for training.
             clips: ``(B, T, 3, H, W)`` in [0, 1].
             labels: ``(B,)`` long.
             backward: called with the scalar loss (default ``loss.backward()``; pass e.g.
-                ``lambda l: scaler.scale(l).backward()`` for mixed precision).
+                ``lambda l: scaler.scale(l).backward()`` for mixed precision); with ``low_memory`` it is called
+                twice, with ``alpha * L_clean`` and then with ``(1 - alpha) * L_adv``.
 
         Call ``optimizer.zero_grad()`` before and ``optimizer.step()`` after.
         """
@@ -144,22 +211,40 @@ class Objective:
             return StepOutput(loss.detach(), loss.detach(), None, _d(aux), logits.detach(), None, None)
 
         x0 = clips.detach()
-        if self.fused:
-            # Through ``model`` itself (DDP included): the attack's first forward is also the clean path of the loss.
-            first = attack.first_step(model, x0, labels, training_forward=True)
-            logits, aux_logits, adv = first.clean.logits, first.clean.aux_logits, first.adv
-            if attack.steps > 1:
-                adv = attack.continue_from(model, adv, x0, labels, first.targets, attack.steps - 1)
-        else:
-            adv = attack.run(model, x0, labels)
-            logits, aux_logits = split_output(model(x0))
-        loss_clean, aux = model_loss(model, logits, aux_logits, labels)
+        rows = self.attacked_rows(x0.shape[0], x0.device) if self.fraction < 1.0 else None
+        adv_labels = labels if rows is None else labels[rows]
+        # With low_memory the clean forward and its backward are not reduced by DDP: the second backward is.
+        with _no_sync(model) if self.low_memory else nullcontext():
+            targets: torch.Tensor | None = None  # set when the fused attack has further PGD steps to take
+            if rows is None and self.fused:
+                # Through ``model`` itself (DDP included): the attack's first forward is also the clean path.
+                first = attack.first_step(model, x0, labels, training_forward=True)
+                logits, aux_logits, adv = first.clean.logits, first.clean.aux_logits, first.adv
+                targets = first.targets if attack.steps > 1 else None
+                del first  # its CAM-layer output would outlive the clean graph (low_memory)
+            else:
+                # The standalone attack on the attacked rows, then the clean forward of the whole batch.
+                adv = attack.run(model, x0 if rows is None else x0[rows], adv_labels)
+                logits, aux_logits = split_output(model(x0))
+            loss_clean, aux = model_loss(model, logits, aux_logits, labels)
+            if self.low_memory:
+                run_backward(self.alpha * loss_clean)  # frees the clean graph before the adversarial forward
+        if targets is not None:
+            adv = attack.continue_from(model, adv, x0, labels, targets, attack.steps - 1)
 
         with adversarial_path(unwrap(model)) if self.needs_dual_bn else nullcontext():
             logits_adv, aux_adv = split_output(model(adv))
-            loss_adv, _ = model_loss(model, logits_adv, aux_adv, labels)
+            loss_adv, _ = model_loss(model, logits_adv, aux_adv, adv_labels)
         loss = self.alpha * loss_clean + (1.0 - self.alpha) * loss_adv
-        run_backward(loss)
+        if self.low_memory:
+            adv_term = (1.0 - self.alpha) * loss_adv
+            unreached = _ddp_unreached(model, loss_adv)
+            run_backward(adv_term if unreached is None else adv_term + unreached)
+        else:
+            run_backward(loss)
+        adv_clips = adv.detach()
+        if rows is not None:
+            adv_clips = x0.clone().index_copy_(0, rows, adv_clips)
         return StepOutput(
             loss.detach(),
             loss_clean.detach(),
@@ -167,8 +252,49 @@ class Objective:
             _d(aux),
             logits.detach(),
             logits_adv.detach(),
-            adv.detach(),
+            adv_clips,
+            rows,
         )
+
+
+def _no_sync(model: nn.Module) -> AbstractContextManager[object]:
+    """``model.no_sync()`` for a DistributedDataParallel wrapper, nothing otherwise."""
+    if isinstance(model, DistributedDataParallel):
+        return model.no_sync()
+    return nullcontext()
+
+
+def _ddp_unreached(model: nn.Module, loss: torch.Tensor) -> torch.Tensor | None:
+    """Zero times the parameters DDP waits for that ``loss``'s graph does not reach (None when none or no DDP).
+
+    The second backward of a ``low_memory`` step is the one DDP reduces; the main-path BatchNorm parameters got
+    their gradient in the first one (under ``no_sync``) and are not in the adversarial graph. Without
+    ``find_unused_parameters`` DDP would wait for them forever; a zero-weighted term marks them ready, so their
+    accumulated gradient is reduced with the rest. Found by walking the autograd graph of ``loss``.
+    """
+    if not isinstance(model, DistributedDataParallel) or model.find_unused_parameters:
+        return None
+    reached: set[int] = set()
+    seen: set[object] = set()
+    stack = [loss.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        variable = getattr(fn, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            reached.add(id(variable))
+        stack.extend(nxt for nxt, _ in fn.next_functions)
+    ignored = set(getattr(model, "parameters_to_ignore", ()))
+    missing = [
+        p
+        for name, p in model.module.named_parameters()
+        if p.requires_grad and id(p) not in reached and name not in ignored
+    ]
+    if not missing:
+        return None
+    return 0.0 * torch.stack([p.sum().float() for p in missing]).sum()
 
 
 def _plain_backward(loss: torch.Tensor) -> None:
@@ -191,6 +317,8 @@ def build_objective(
     fused: bool | None = None,
     generator: torch.Generator | None = None,
     ta: TAOptions | None = None,
+    fraction: float = 1.0,
+    low_memory: bool = False,
 ) -> Objective:
     """The objective of a fine-tuning method (see the module docstring); paper defaults.
 
@@ -200,13 +328,19 @@ def build_objective(
         num_nonkey: N of Eq. (4)-(5) (TA only; ``None`` = all frames).
         random_start: start PGD from a random point of the eps-ball (forces the naive schedule).
         fused: share the clean forward with the attack; default: whenever the attack allows it.
-        generator: for TA's random target labels and the random start.
+        generator: for TA's random target labels, the random start and the rows ``fraction`` attacks.
         ta: TA's readings of the paper (:class:`~videotaf.attack.TAOptions`); only for ``method="taf"``.
+        fraction: the share of each batch that is attacked, in (0, 1] (1: every clip, the paper; module docstring).
+        low_memory: the clean loss's backward before the adversarial forward (module docstring).
+
+    ``fraction`` and ``low_memory`` do not apply to ``plain`` (ignored, like ``alpha``).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if ta is not None and method != "taf":
         raise ValueError(f"TA options only apply to method 'taf', not {method!r}")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if method == "plain":
         return Objective("plain", None, alpha=1.0)
     attack: ProjectedGradientAscent
@@ -222,4 +356,6 @@ def build_objective(
         alpha=alpha,
         dual_bn=method in ("advprop", "taf"),
         fused=not random_start if fused is None else fused,
+        fraction=fraction,
+        low_memory=low_memory,
     )

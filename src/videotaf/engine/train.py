@@ -297,6 +297,8 @@ def build_training(cfg: Config, info: DistInfo, steps_per_epoch: int, *, load_we
         num_nonkey=ac.num_nonkey,
         random_start=ac.random_start,
         ta=ac.ta_options(),
+        fraction=ac.fraction,
+        low_memory=ac.low_memory,
     )
     model = build_model(cfg.model, load_weights=load_weights)
     if rt.sync_bn and info.distributed:
