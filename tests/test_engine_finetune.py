@@ -151,3 +151,16 @@ def test_the_saved_lr_is_the_one_the_run_ended_with(tmp_path: Path):
     official = tmp_path / "tsm.pth"
     torch.save({"optimizer": {"param_groups": [{"lr": 0.05, "lr_mult": 5}, {"lr": 0.01, "lr_mult": 1}]}}, official)
     assert saved_lr(official) == pytest.approx(0.01)
+
+
+def test_fit_or_reuse_restarts_a_run_killed_before_its_first_checkpoint(tmp_path: Path):
+    cfg = toy_config(str(tmp_path / "r"))
+    cfg.optim.epochs = 1
+    run = tmp_path / "r"
+    run.mkdir()
+    from videotaf.config import save_config
+
+    save_config(cfg, run / "config.yaml")  # what a run killed during its first epoch leaves
+    assert run_status(run) == "interrupted" and same_config(run, cfg)
+    assert fit_or_reuse(cfg, datasets_fn=toy_datasets)[1] == "trained"
+    assert run_status(run) == "finished"

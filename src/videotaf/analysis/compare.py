@@ -147,7 +147,8 @@ def check_plan(plan: Sequence[PlannedRun], *, overwrite: bool) -> dict[str, str]
         if status == "empty":
             todo[str(run.run_dir)] = "train"
         elif same_config(run.run_dir, run.cfg):
-            todo[str(run.run_dir)] = "reuse" if status == "finished" else "resume"
+            has_checkpoint = (run.run_dir / "checkpoints" / "last.pt").is_file()
+            todo[str(run.run_dir)] = "reuse" if status == "finished" else "resume" if has_checkpoint else "train"
         elif overwrite:
             todo[str(run.run_dir)] = "train"
         else:
@@ -179,7 +180,8 @@ def execute(
         cfg = dataclasses.replace(run.cfg, runtime=dataclasses.replace(run.cfg.runtime, device=device))
         config = save_config(cfg, plans_dir / f"{run.run_dir.name}.yaml")
         status = run_status(run.run_dir)
-        flag = "--resume" if status == "interrupted" and same_config(run.run_dir, cfg) else "--overwrite"
+        resumable = (run.run_dir / "checkpoints" / "last.pt").is_file() and same_config(run.run_dir, cfg)
+        flag = "--resume" if status == "interrupted" and resumable else "--overwrite"
         if status == "finished" and same_config(run.run_dir, cfg):
             return
         cmd = [sys.executable, "-m", "videotaf", "train", "--config", str(config), "--out", str(run.run_dir), flag]

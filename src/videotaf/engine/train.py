@@ -583,6 +583,9 @@ def fit_or_reuse(
         if (run_dir / "checkpoints" / "last.pt").is_file():
             fit(cfg, resume=True, datasets_fn=datasets_fn, subset_classes=subset_classes)
             return run_dir, "resumed"
+        # Killed before its first checkpoint: nothing to resume and nothing of value to lose; start it again.
+        fit(cfg, overwrite=True, datasets_fn=datasets_fn, subset_classes=subset_classes)
+        return run_dir, "trained"
     if status != "empty" and not overwrite:
         raise RunExistsError(
             f"{run_dir} holds a run made with another config; pass --overwrite to replace it or choose another --out"
