@@ -41,9 +41,9 @@ from videotaf.config import Config, ConfigError, save_config, with_overrides
 from videotaf.engine.builders import validation_class_names
 from videotaf.engine.evaluate import read_class_subset, train_split_metrics
 from videotaf.engine.finetune import AttackSettings, base_config, finetune_config, finetune_lr
-from videotaf.engine.runs import run_status, same_config
+from videotaf.engine.runs import next_step
 from videotaf.engine.train import fit_or_reuse
-from videotaf.errors import RunExistsError, VideotafError
+from videotaf.errors import VideotafError
 from videotaf.io import atomic_write_bytes
 from videotaf.objective import METHODS
 
@@ -141,22 +141,7 @@ def plan_runs(settings: CompareSettings) -> list[PlannedRun]:
 
 def check_plan(plan: Sequence[PlannedRun], *, overwrite: bool) -> dict[str, str]:
     """What each run will do (``train``, ``resume``, ``reuse``), refusing runs made with other configs first."""
-    todo = {}
-    for run in plan:
-        status = run_status(run.run_dir)
-        if status == "empty":
-            todo[str(run.run_dir)] = "train"
-        elif same_config(run.run_dir, run.cfg):
-            has_checkpoint = (run.run_dir / "checkpoints" / "last.pt").is_file()
-            todo[str(run.run_dir)] = "reuse" if status == "finished" else "resume" if has_checkpoint else "train"
-        elif overwrite:
-            todo[str(run.run_dir)] = "train"
-        else:
-            raise RunExistsError(
-                f"{run.run_dir} holds a run made with another config; pass --overwrite to replace it "
-                "or choose another --out"
-            )
-    return todo
+    return {str(run.run_dir): next_step(run.run_dir, run.cfg, overwrite=overwrite) for run in plan}
 
 
 def execute(
@@ -179,11 +164,10 @@ def execute(
         device = devices[index % len(devices)]
         cfg = dataclasses.replace(run.cfg, runtime=dataclasses.replace(run.cfg.runtime, device=device))
         config = save_config(cfg, plans_dir / f"{run.run_dir.name}.yaml")
-        status = run_status(run.run_dir)
-        resumable = (run.run_dir / "checkpoints" / "last.pt").is_file() and same_config(run.run_dir, cfg)
-        flag = "--resume" if status == "interrupted" and resumable else "--overwrite"
-        if status == "finished" and same_config(run.run_dir, cfg):
+        step = next_step(run.run_dir, cfg, overwrite=overwrite)
+        if step == "reuse":
             return
+        flag = "--resume" if step == "resume" else "--overwrite"
         cmd = [sys.executable, "-m", "videotaf", "train", "--config", str(config), "--out", str(run.run_dir), flag]
         if subset is not None:
             subset_file = plans_dir / "subset_classes.txt"

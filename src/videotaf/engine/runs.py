@@ -19,6 +19,7 @@ from videotaf.config import Config, config_to_dict, load_config
 from videotaf.errors import RunExistsError
 
 RunStatus = Literal["empty", "interrupted", "finished"]
+NextStep = Literal["train", "resume", "reuse"]
 
 # Files and folders a run writes; anything else in the directory is the user's and is never touched.
 RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "checkpoints", "tb")  # tb: MetricsLogger's TensorBoard
@@ -75,3 +76,25 @@ def same_config(run_dir: str | Path, cfg: Config) -> bool:
     except ValueError:
         return False
     return _comparable(config_to_dict(saved)) == _comparable(config_to_dict(cfg))
+
+
+def next_step(run_dir: str | Path, cfg: Config, *, overwrite: bool) -> NextStep:
+    """What to do for ``cfg`` in ``run_dir``: ``reuse`` a finished run made with it, ``resume`` an interrupted one
+    that has a checkpoint, else ``train`` (a run killed before its first checkpoint has nothing to resume).
+
+    Raises:
+        RunExistsError: the directory holds a run made with another config and ``overwrite`` is false.
+    """
+    run_dir = Path(run_dir)
+    status = run_status(run_dir)
+    if status == "empty":
+        return "train"
+    if same_config(run_dir, cfg):
+        if status == "finished":
+            return "reuse"
+        return "resume" if (run_dir / "checkpoints" / "last.pt").is_file() else "train"
+    if not overwrite:
+        raise RunExistsError(
+            f"{run_dir} holds a run made with another config; pass --overwrite to replace it or choose another --out"
+        )
+    return "train"

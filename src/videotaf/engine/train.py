@@ -59,8 +59,7 @@ from videotaf.engine.distributed import (
 from videotaf.engine.evaluate import compute_metrics, predict, write_results
 from videotaf.engine.logs import MetricsLogger, Progress, log
 from videotaf.engine.optim import base_lr, build_optimizer, build_scheduler, lr_factor
-from videotaf.engine.runs import prepare_run_dir, run_status, same_config
-from videotaf.errors import RunExistsError
+from videotaf.engine.runs import next_step, prepare_run_dir
 from videotaf.io import remove_stale_temporaries
 from videotaf.objective import Objective, build_objective
 
@@ -576,19 +575,12 @@ def fit_or_reuse(
     with another config raises :class:`~videotaf.errors.RunExistsError` unless ``overwrite``.
     """
     run_dir = Path(cfg.runtime.output_dir)
-    status = run_status(run_dir)
-    if status != "empty" and same_config(run_dir, cfg):
-        if status == "finished":
-            return run_dir, "reused"
-        if (run_dir / "checkpoints" / "last.pt").is_file():
-            fit(cfg, resume=True, datasets_fn=datasets_fn, subset_classes=subset_classes)
-            return run_dir, "resumed"
-        # Killed before its first checkpoint: nothing to resume and nothing of value to lose; start it again.
-        fit(cfg, overwrite=True, datasets_fn=datasets_fn, subset_classes=subset_classes)
-        return run_dir, "trained"
-    if status != "empty" and not overwrite:
-        raise RunExistsError(
-            f"{run_dir} holds a run made with another config; pass --overwrite to replace it or choose another --out"
-        )
+    step = next_step(run_dir, cfg, overwrite=overwrite)
+    if step == "reuse":
+        return run_dir, "reused"
+    if step == "resume":
+        fit(cfg, resume=True, datasets_fn=datasets_fn, subset_classes=subset_classes)
+        return run_dir, "resumed"
+    # Also a run killed before its first checkpoint: nothing to resume, nothing of value to lose.
     fit(cfg, overwrite=True, datasets_fn=datasets_fn, subset_classes=subset_classes)
     return run_dir, "trained"
