@@ -25,6 +25,7 @@ the same config) is reused, an interrupted one is resumed, so re-running the scr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -34,23 +35,32 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dataclasses
 
 from _common import ROOT, header, update_section, write_json
+from videotaf.analysis import stats
 from videotaf.analysis.attention import analyze_attention
+from videotaf.analysis.compare import (
+    CompareSettings,
+    MethodSpec,
+    PlannedRun,
+    check_plan,
+    collect,
+    execute,
+    plan_runs,
+    write_outputs,
+)
 from videotaf.analysis.robustness import evaluate_robustness
 from videotaf.config import Config, config_from_dict
 from videotaf.data import build_dataset
 from videotaf.data.synth import synthesize
 from videotaf.engine.builders import load_model
-from videotaf.engine.checkpoint import load_checkpoint
 from videotaf.engine.evaluate import read_class_subset, train_split_metrics
-from videotaf.engine.finetune import AttackSettings
-from videotaf.engine.finetune import finetune_config as protocol_config
+from videotaf.engine.finetune import AttackSettings, base_config, finetune_lr
 from videotaf.engine.train import fit_or_reuse
 
 PAPER = {
@@ -81,7 +91,7 @@ class Sizes:
 
     classes: int = 8
     train_per_class: int = 24
-    val_per_class: int = 48
+    val_per_class: int = 500
     video_frames: int = 16
     video_size: int = 64
     crop: int = 56
@@ -91,14 +101,28 @@ class Sizes:
     dropout: float = 0.3
     epochs: int = 30
     finetune_epochs: int = 9
-    seeds: int = 3
+    seeds: int = 4
     methods: tuple[str, ...] = METHOD_ORDER
     sweep: bool = True
     corruptions: tuple[str, ...] = ("paper",)
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
     num_workers: int = 1
     data_seed: int = 0
-    finetune_lr: float | None = None  # None: the baseline's base LR, as ``videotaf finetune`` does
+    finetune_lr: float | None = None  # with --lr-from config: None = the baseline's base LR
+    #: Both readings of Sec. 4.1's fine-tuning LR, each a ``videotaf compare`` (the first one feeds the
+    #: corruption, attention and sweep questions): "checkpoint" continues at the LR the baseline was saved
+    #: with, "config" restarts at the baseline's initial LR.
+    lr_readings: tuple[str, ...] = ("checkpoint", "config")
+    fraction: float = 0.25  # the cheaper TAF arm (adversarial.fraction); 1.0 leaves the arm out
+    #: Arms of the comparisons after the first LR reading (plus the fraction arm): the LR question needs
+    #: plain and TAF, the other methods are compared under the first reading.
+    other_reading_methods: tuple[str, ...] = ("plain", "taf")
+    other_reading_seeds: int = 3
+    sweep_seeds: int = 1
+    robust_seeds: int = 3  # plain and TAF models of the first seeds under corruption (Table 3)
+    robust_clips: int = 512  # validation clips (an even spread over the split) for Table 3
+    attention_clips: int = 512  # ... and for Figures 3 and 6
+    n_boot: int = 10000
 
     @property
     def base_milestones(self) -> list[int]:
@@ -122,36 +146,31 @@ QUICK = Sizes(
     batch_size=8,
     epochs=3,
     finetune_epochs=1,
-    seeds=1,
+    seeds=2,
     corruptions=("gaussian_noise", "gaussian_blur"),
     severities=(1, 3, 5),
     num_workers=0,
+    sweep_seeds=1,
+    robust_seeds=2,
+    robust_clips=16,
+    attention_clips=16,
+    n_boot=500,
 )
 
 
-@dataclass(frozen=True)
-class Run:
-    """One fine-tuning run from the baseline checkpoint."""
-
-    method: str
-    seed: int
-    alpha: float = 0.7
-    eps: float = 64 / 255
-    step_size: float = 32 / 255
-    steps: int = 1
-
-    @property
-    def name(self) -> str:
-        """Directory name; equal settings share a run (the sweep's default point is the main TAF run)."""
-        if self.method == "plain":
-            return f"plain_seed{self.seed}"
-        e, s = round(self.eps * 255), round(self.step_size * 255)
-        return f"{self.method}_a{self.alpha:g}_e{e}_s{s}_k{self.steps}_seed{self.seed}"
+def arms(sizes: Sizes, methods: tuple[str, ...] | None = None) -> list[MethodSpec]:
+    """The compared fine-tunes: ``plain`` first (the control), then the other ``methods`` (default
+    ``sizes.methods``), then TAF attacking only ``sizes.fraction`` of each batch (Fast AdvProp's trick;
+    ``adversarial.fraction``)."""
+    methods = sizes.methods if methods is None else tuple(m for m in methods if m in sizes.methods)
+    out = [MethodSpec("plain", "plain")] + [MethodSpec(m, m) for m in methods if m != "plain"]
+    if sizes.fraction < 1.0 and "taf" in methods:
+        out.append(MethodSpec(fraction_label(sizes), "taf", (f"adversarial.fraction={sizes.fraction:g}",)))
+    return out
 
 
-def main_runs(sizes: Sizes) -> list[Run]:
-    """Table 1 / 2a: every method at the paper's settings, ``sizes.seeds`` seeds each."""
-    return [Run(m, s) for m in METHOD_ORDER if m in sizes.methods for s in range(sizes.seeds)]
+def fraction_label(sizes: Sizes) -> str:
+    return f"taf_f{round(sizes.fraction * 100)}"
 
 
 ALPHAS = (0.5, 0.7, 0.9)
@@ -161,13 +180,17 @@ ATTACKS = {  # Table 2c: name -> (eps, step, K)
     "e64_k1": (64 / 255, 32 / 255, 1),
     "e64_k3": (64 / 255, 32 / 255, 3),
 }
+DEFAULT_POINT = ("alpha_0.7", "e64_k1")  # the paper's setting: the main ``taf`` arm
 
 
-def sweep_runs() -> dict[str, Run]:
-    """Tables 2b and 2c with TAF, seed 0."""
-    runs = {f"alpha_{a:g}": Run("taf", 0, alpha=a) for a in ALPHAS}
-    runs.update({k: Run("taf", 0, eps=e, step_size=s, steps=k_) for k, (e, s, k_) in ATTACKS.items()})
-    return runs
+def sweep_arms() -> dict[str, MethodSpec]:
+    """Tables 2b and 2c: TAF at other alpha / (eps, step, K), each a compare arm with its overrides; the paper's
+    point (alpha 0.7, eps 64/255, step 32/255, K 1) is the main ``taf`` arm and is not run twice."""
+    out = {f"alpha_{a:g}": MethodSpec(f"taf_a{a:g}", "taf", (f"adversarial.alpha={a}",)) for a in ALPHAS}
+    for k, (e, s, n) in ATTACKS.items():
+        sets = (f"adversarial.eps={e}", f"adversarial.step_size={s}", f"adversarial.steps={n}")
+        out[k] = MethodSpec(f"taf_{k}", "taf", sets)
+    return {k: (MethodSpec("taf", "taf") if k in DEFAULT_POINT else v) for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -196,33 +219,59 @@ def pm(values: list[float], spec: str = ".1f") -> str:
     return f"{m:{spec}} ± {s:{spec}}" if s is not None else f"{m:{spec}}"
 
 
-def compare(
-    a: list[float], b: list[float], *, higher_is_better: bool = True, floor: float = 0.0, noise: float | None = None
+def ci_text(ci: list[float] | None, spec: str = ".2f") -> str:
+    return "n/a (1 seed)" if ci is None else f"[{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
+HOLDS, REVERSED, UNDETECTED = "holds", "reversed", "no detectable difference"
+
+
+def claim_row(
+    claim: str,
+    paper: str,
+    delta: dict[str, Any],
+    *,
+    clip_ci: list[float] | None = None,
+    mdd: float | None = None,
+    unit: str = "pp",
+    higher_is_better: bool = True,
+    basis: str = "seeds",
 ) -> dict[str, Any]:
-    """Is ``a`` better than ``b``? Paired by position (seed). The noise is the larger seed std of the two (or the
-    given ``noise``), at least ``floor`` (e.g. one validation clip in %). Verdicts: ``holds`` (better by more
-    than the noise), ``does not hold`` (worse by more than the noise), ``within noise``."""
-    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
-    if not pairs:
-        return {"diff": None, "noise": None, "verdict": "not measured", "n": 0}
-    diff = statistics.fmean(x - y for x, y in pairs)
-    if noise is None:
-        stds = [s for s in (std([x for x, _ in pairs]), std([y for _, y in pairs])) if s is not None]
-        noise = max(stds) if stds else None
-    # The tolerance keeps a difference of exactly one clip (the floor) from flipping on float rounding.
-    threshold = max(noise or 0.0, floor) + 1e-9
-    gain = diff if higher_is_better else -diff
-    if noise is None:
-        # One seed: a sign is not evidence; say which way it leans and keep it out of the holds/does-not-hold count.
-        lean = "for" if gain > threshold else "against" if gain < -threshold else "neither way"
-        verdict = f"no noise estimate (1 seed), leans {lean}"
-    elif gain > threshold:
-        verdict = "holds"
-    elif gain < -threshold:
-        verdict = "does not hold"
+    """One claim as measured: the difference ``delta`` (a :func:`videotaf.analysis.stats.paired_seed_difference`
+    or a dict with ``mean`` and ``ci95``), its intervals and the verdict of ``videotaf compare``
+    (:func:`videotaf.analysis.stats.verdict`: every available interval on one side of 0) said as ``holds``
+    (the paper's direction), ``reversed`` or ``no detectable difference``."""
+    seed_ci = delta.get("ci95")
+    if seed_ci is None and clip_ci is None:
+        verdict = "not measurable (1 seed)"
     else:
-        verdict = "within noise"
-    return {"diff": diff, "noise": noise, "threshold": threshold, "verdict": verdict, "n": len(pairs)}
+        v = stats.verdict(seed_ci, clip_ci)
+        good, bad = (stats.BETTER, stats.WORSE) if higher_is_better else (stats.WORSE, stats.BETTER)
+        verdict = HOLDS if v == good else REVERSED if v == bad else UNDETECTED
+    return {
+        "claim": claim,
+        "paper": paper,
+        "unit": unit,
+        "diff": delta["mean"],
+        "ci95": seed_ci,
+        "clip_ci95": clip_ci,
+        "mdd": mdd,
+        "basis": basis,
+        "n": delta.get("n"),
+        "verdict": verdict,
+    }
+
+
+def method_claim(claim: str, paper: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A claim read off one ``compare_methods`` entry (``methods.<name>`` or its ``subset``)."""
+    return claim_row(
+        claim,
+        paper,
+        entry["delta_top1"],
+        clip_ci=entry["bootstrap"]["ci95"],
+        mdd=entry["mdd"]["mdd"],
+        basis="seeds + clips",
+    )
 
 
 def log(msg: str) -> None:
@@ -232,9 +281,9 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------------- runs
 
 
-def ensure_dataset(work: Path, sizes: Sizes) -> Path:
-    """The synthetic dataset under ``work/data``, synthesised unless one with the same settings is there."""
-    root = work / "data"
+def ensure_dataset(work: Path, sizes: Sizes, name: str = "data") -> Path:
+    """The synthetic dataset under ``work/name``, synthesised unless one with the same settings is there."""
+    root = work / name
     wanted = dict(
         num_classes=sizes.classes,
         train_per_class=sizes.train_per_class,
@@ -296,28 +345,72 @@ def baseline_config(sizes: Sizes, data_root: Path, out_dir: Path) -> Config:
                 "output_dir": str(out_dir),
                 "progress": "lines",
                 "log_every": 1000,
+                # The validation split is large (it sets the measurement noise); scoring it once at the end
+                # keeps it from costing more than the training.
+                "eval_every": sizes.epochs,
             },
         },
         "claims baseline",
     )
 
 
-def finetune_config(checkpoint: Path, run: Run, sizes: Sizes, out_dir: Path) -> Config:
-    """The run's config exactly as ``videotaf finetune --checkpoint BASE --method M ...`` builds it: the saved
-    baseline config through :func:`videotaf.engine.finetune.finetune_config`, with the run's seed."""
-    saved = config_from_dict(load_checkpoint(checkpoint).get("config") or {}, f"{checkpoint} (saved config)")
+def compare_settings(
+    checkpoint: Path, sizes: Sizes, methods: list[MethodSpec], seeds: int, lr_from: str, out_dir: Path, subset: Path
+) -> CompareSettings:
+    """A ``videotaf compare`` of ``methods`` from the baseline, exactly as
+    ``videotaf compare --checkpoint BASE --lr-from R --epochs E --decay-after D`` plans it (the fine-tune protocol
+    of :func:`videotaf.engine.finetune.finetune_config`; seed ``s`` gives every method the same data order)."""
+    base, _ = base_config(checkpoint)
     if sizes.finetune_lr is not None:
-        saved = dataclasses.replace(saved, optim=dataclasses.replace(saved.optim, lr=sizes.finetune_lr))
-    return protocol_config(
-        saved,
-        checkpoint,
-        run.method,
+        base = dataclasses.replace(base, optim=dataclasses.replace(base.optim, lr=sizes.finetune_lr))
+    return CompareSettings(
+        checkpoint=checkpoint,
+        methods=methods,
+        seeds=seeds,
+        out_dir=out_dir,
+        base=base,
         epochs=sizes.finetune_epochs,
         decay_after=sizes.decay_after,
-        attack=AttackSettings(run.alpha, run.eps, run.step_size, run.steps),
-        output_dir=out_dir,
-        seed=run.seed,
+        lr_from=lr_from,
+        attack=AttackSettings(),
+        subset_classes=subset,
+        n_boot=sizes.n_boot,
     )
+
+
+def run_arms(settings: CompareSettings, long_term: list[str], out_dir: Path) -> tuple[list[PlannedRun], dict[str, Any]]:
+    """Plan, run (finished runs reused, an interrupted one resumed) and score one comparison; its
+    ``compare.json/md/png`` go to ``out_dir`` (which may differ from the runs' directory: the sweep shares the
+    main comparison's runs)."""
+    plan = plan_runs(settings)
+    todo = list(check_plan(plan, overwrite=False).values())
+    log(
+        f"{settings.out_dir.name}: {len(plan)} fine-tunes, {todo.count('reuse')} reused, {todo.count('resume')} resumed"
+    )
+    t = time.perf_counter()
+    execute(plan, subset=long_term)
+    result = collect(plan, subset=long_term, n_boot=settings.n_boot)
+    result["checkpoint"] = str(settings.checkpoint)
+    result["lr_from"] = settings.lr_from
+    write_outputs(result, out_dir)
+    log(f"{settings.out_dir.name}: done in {time.perf_counter() - t:.0f} s -> {out_dir / 'compare.json'}")
+    return plan, result
+
+
+def clip_correct(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(correct (N,) bool, labels (N,))`` of a run's ``eval.json`` (the same clips for every run)."""
+    ev = json.loads((run_dir / "eval.json").read_text())
+    y = np.asarray(ev["clips"]["labels"], dtype=np.int64)
+    return np.asarray(ev["clips"]["predictions"], dtype=np.int64) == y, y
+
+
+def pairwise(
+    dirs: dict[str, list[Path]], method: str, control: str, n_boot: int, subset_mask: np.ndarray | None = None
+) -> dict[str, Any]:
+    """``compare_methods`` of one method against any other arm (not only the comparison's control), paired by
+    seed and clip; ``dirs`` maps arm -> run directories by seed."""
+    correct = {arm: np.stack([clip_correct(d)[0] for d in dirs[arm]]) for arm in (control, method)}
+    return stats.compare_methods(correct, control, subset_mask=subset_mask, n_boot=n_boot)
 
 
 def train_or_reuse(cfg: Config, subset: list[str]) -> Path:
@@ -375,55 +468,57 @@ def baseline_calibration(base_row: dict[str, Any], sizes: Sizes) -> dict[str, An
     return out
 
 
-def method_table(rows: dict[str, dict[str, Any]], runs: list[Run]) -> dict[str, dict[str, Any]]:
-    """Per method: the per-seed values and their mean/std of every row key (Table 1 / 2a, Fig. 4, Fig. 5)."""
+def method_table(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per arm: the per-seed values and their mean/std of every row key (Table 1 / 2a, Fig. 4, Fig. 5)."""
     keys = ("top1", "top5", "long_term_top1", "short_term_top1", "train_top1", "gap", "val_loss", "train_loss")
-    table: dict[str, dict[str, Any]] = {}
-    for method in dict.fromkeys(r.method for r in runs):
-        mine = [rows[r.name] for r in runs if r.method == method]
-        table[method] = {
-            "seeds": [r.seed for r in runs if r.method == method],
+    return {
+        arm: {
             **{k: [row[k] for row in mine] for k in keys},
             "mean": {k: mean([row[k] for row in mine]) for k in keys},
             "std": {k: std([row[k] for row in mine]) for k in keys},
             "epoch_time_s": mean([row["epoch_time_s"] for row in mine]),
         }
-    return table
+        for arm, mine in rows.items()
+    }
 
 
-def robustness(
-    run_dirs: dict[str, Path], val_cfg: Config, sizes: Sizes, seeds: int, out_dir: Path
-) -> dict[str, Any] | None:
-    """Table 3: plain versus TAF models (every seed) on the same corrupted validation clips; mPC and rPC.
+def spread(ds: Dataset, n: int) -> Dataset:
+    """``n`` items spread evenly over ``ds`` (the split is ordered by class, so a prefix would miss classes)."""
+    if n >= len(ds):
+        return ds
+    return Subset(ds, [round(i * len(ds) / n) for i in range(n)])
+
+
+def robustness(dirs: dict[str, list[Path]], val_cfg: Config, sizes: Sizes, out_dir: Path) -> dict[str, Any]:
+    """Table 3: the plain- and TAF-fine-tuned models of the first ``sizes.robust_seeds`` seeds on the same
+    corrupted validation clips (``sizes.robust_clips`` of them, spread over the split); mPC and rPC.
 
     Pixel-valued corruption parameters are scaled to the crop (``spatial_scale=None``: ``crop / 224``) so that
     a blur removes the same fraction of the frame as at the paper's 224 px.
     """
-    names = {m: [f"{m}_seed{s}" for s in range(seeds)] for m in ("plain", "taf")}
-    if not all(k in run_dirs for ks in names.values() for k in ks):
-        log("robustness: needs the plain and taf runs; skipped")
-        return None
+    names = {m: [f"{m}_seed{s}" for s in range(min(sizes.robust_seeds, len(dirs[m])))] for m in ("plain", "taf")}
+    paths = {f"{m}_seed{s}": dirs[m][s] for m, ks in names.items() for s in range(len(ks))}
     cache = out_dir / "robustness.json"
-    key = {"runs": {k: str(run_dirs[k]) for ks in names.values() for k in ks}, "sizes": asdict(sizes)}
+    key = {"runs": {k: str(v) for k, v in paths.items()}, "sizes": asdict(sizes)}
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached.get("key") == json.loads(json.dumps(key)) and all(
-            (run_dirs[k] / "eval.json").stat().st_mtime <= cache.stat().st_mtime for ks in names.values() for k in ks
+            (d / "eval.json").stat().st_mtime <= cache.stat().st_mtime for d in paths.values()
         ):
             log("reusing robustness results")
             return cached["result"]
-    models = {k: load_model(run_dirs[k] / "checkpoints" / "last.pt")[0] for ks in names.values() for k in ks}
-    ds = build_dataset(val_cfg.data, val_cfg.data.val_split, False)
+    models = {k: load_model(d / "checkpoints" / "last.pt")[0] for k, d in paths.items()}
+    ds = spread(build_dataset(val_cfg.data, val_cfg.data.val_split, False), sizes.robust_clips)
     loader = DataLoader(ds, batch_size=32, shuffle=False, num_workers=0)
     t = time.perf_counter()
     res = evaluate_robustness(
         models, loader, list(sizes.corruptions), sizes.severities, seed=0, device="cpu", spatial_scale=None
     )
     log(
-        f"robustness: {len(res['corruptions'])} corruptions x {len(res['severities'])} severities in "
-        f"{time.perf_counter() - t:.0f} s"
+        f"robustness: {len(models)} models x {len(ds)} clips x {len(res['corruptions'])} corruptions x "
+        f"{len(res['severities'])} severities in {time.perf_counter() - t:.0f} s"
     )
-    out: dict[str, Any] = {"raw": res, "methods": {}}
+    out: dict[str, Any] = {"raw": res, "num_clips": len(ds), "methods": {}}
     for method, keys in names.items():
         per = [res["models"][k] for k in keys]
         out["methods"][method] = {
@@ -445,203 +540,251 @@ def robustness(
     return out
 
 
-def attention(
-    base_dir: Path, run_dirs: dict[str, Path], val_cfg: Config, seeds: int, max_batches: int | None
-) -> dict[str, Any]:
+def attention(base_dir: Path, dirs: dict[str, list[Path]], val_cfg: Config, sizes: Sizes) -> dict[str, Any]:
     """Figure 3 on the baseline: temporal-attention shift of TA versus CE-PGD (same budget, eps 64/255, step
-    32/255, K 1); Figure 6: the clean attention of the plain- and TAF-fine-tuned models (every seed)."""
-    ds = build_dataset(val_cfg.data, val_cfg.data.val_split, False)
+    32/255, K 1); Figure 6: the clean attention of the plain- and TAF-fine-tuned models (every seed). On
+    ``sizes.attention_clips`` validation clips spread over the split."""
+    ds = spread(build_dataset(val_cfg.data, val_cfg.data.val_split, False), sizes.attention_clips)
 
     def loader() -> DataLoader:
         return DataLoader(ds, batch_size=16, shuffle=False, num_workers=0)
 
     t = time.perf_counter()
     base, _ = load_model(base_dir / "checkpoints" / "last.pt")
-    fig3 = analyze_attention(base, loader(), eps=64 / 255, step_size=32 / 255, steps=1, max_batches=max_batches)
+    fig3 = analyze_attention(base, loader(), eps=64 / 255, step_size=32 / 255, steps=1)
     fig6: dict[str, list[dict[str, float]]] = {}
     for method in ("plain", "taf"):
-        for s in range(seeds):
-            key = f"{method}_seed{s}"
-            if key in run_dirs:
-                model, _ = load_model(run_dirs[key] / "checkpoints" / "last.pt")
-                res = analyze_attention(model, loader(), attacks={}, max_batches=max_batches)
-                fig6.setdefault(method, []).append({k: res["clean"][k]["mean"] for k in ("entropy", "peak_share")})
+        for d in dirs[method]:
+            model, _ = load_model(d / "checkpoints" / "last.pt")
+            res = analyze_attention(model, loader(), attacks={})
+            fig6.setdefault(method, []).append({k: res["clean"][k]["mean"] for k in ("entropy", "peak_share")})
     log(f"attention analysis in {time.perf_counter() - t:.0f} s")
     return {"baseline": fig3, "finetuned": fig6}
 
 
+def normal_difference(a: dict[str, float], b: dict[str, float], n: int) -> dict[str, Any]:
+    """``a - b`` of two per-clip means (``{"mean", "std"}`` over the same ``n`` clips) with a normal 95% interval
+    that ignores the pairing (wider than a paired one: conservative)."""
+    diff = a["mean"] - b["mean"]
+    half = 1.96 * math.sqrt((a["std"] ** 2 + b["std"] ** 2) / max(n, 1))
+    return {"mean": diff, "ci95": [diff - half, diff + half], "n": n}
+
+
 def verdicts(
-    table: dict[str, dict[str, Any]],
+    results: dict[str, dict[str, Any]],
+    dirs: dict[str, dict[str, list[Path]]],
+    tables: dict[str, dict[str, dict[str, Any]]],
+    base_dir: Path,
     rob: dict[str, Any] | None,
     att: dict[str, Any],
-    sweep: dict[str, dict[str, Any]],
-    base_row: dict[str, Any],
-    num_val: int,
+    sweep: dict[str, Any] | None,
+    sizes: Sizes,
 ) -> list[dict[str, Any]]:
-    """Each claim as measured here: mean difference (paired by seed), noise (seed std), verdict."""
-    one_clip = 100.0 / num_val
+    """Each claim as measured here, with its 95% interval(s) and the verdict of ``videotaf compare``."""
+    primary = sizes.lr_readings[0]
+    res, arms_dirs, table = results[primary], dirs[primary], tables[primary]
+    methods = res["methods"]
     out: list[dict[str, Any]] = []
+    seeds_of = stats.paired_seed_difference
 
-    def add(claim: str, paper: str, result: dict[str, Any], unit: str = "pp") -> None:
-        out.append({"claim": claim, "paper": paper, "unit": unit, **result})
-
-    taf = table.get("taf")
-    if taf is not None:
-        add(
-            "TAF > baseline (top-1; more epochs too)",
-            "+1.3 (Tab. 1)",
-            compare(taf["top1"], [base_row["top1"]] * len(taf["top1"]), floor=one_clip),
+    if "taf" in methods:
+        base_correct, _ = clip_correct(base_dir)
+        taf_correct = np.stack([clip_correct(d)[0] for d in arms_dirs["taf"]])
+        vs_base = stats.compare_methods(
+            {"baseline": np.stack([base_correct] * len(taf_correct)), "taf": taf_correct}, "baseline",
+            n_boot=sizes.n_boot,
+        )["methods"]["taf"]  # fmt: skip
+        out.append(method_claim("TAF > baseline (top-1; more epochs too)", "+1.3 (Tab. 1)", vs_base))
+        out.append(method_claim("TAF > equal-epoch plain fine-tune (top-1)", "n/a (the control)", methods["taf"]))
+        for other, paper in (("ce_adv", "+0.8 (Tab. 2a)"), ("advprop", "+2.4 (Tab. 2a, AdvProp from scratch)")):
+            if other in arms_dirs:
+                entry = pairwise(arms_dirs, "taf", other, sizes.n_boot)["methods"]["taf"]
+                out.append(method_claim(f"TAF > {other} fine-tune (top-1)", paper, entry))
+        taf, plain = table["taf"], table["plain"]
+        out.append(claim_row("TAF > plain (top-5)", "+0.4 (Tab. 1)", seeds_of(taf["top5"], plain["top5"])))
+        lt = [a - b for a, b in zip(taf["long_term_top1"], plain["long_term_top1"])]
+        st = [a - b for a, b in zip(taf["short_term_top1"], plain["short_term_top1"])]
+        out.append(claim_row("gain on long-term classes > gain on the others", "Fig. 4", seeds_of(lt, st)))
+        if methods["taf"].get("subset"):
+            out.append(method_claim("TAF > plain on long-term classes (top-1)", "Fig. 4", methods["taf"]["subset"]))
+        gap = methods["taf"]["train_val_gap"]["delta_vs_control"]
+        out.append(claim_row("TAF has a smaller train-val gap", "Fig. 5 / Sec. 4.3", gap, higher_is_better=False))
+        loss = methods["taf"]["val_loss"]["delta_vs_control"]
+        out.append(
+            claim_row(
+                "TAF has a lower validation loss", "2.4 -> 2.2 (Fig. 5)", loss, unit="nats", higher_is_better=False
+            )
         )
-        for other, paper in (
-            ("plain", "n/a (equal-epoch control)"),
-            ("ce_adv", "+0.8 (Tab. 2a)"),
-            ("advprop", "+2.4 (Tab. 2a, AdvProp from scratch)"),
-        ):
-            if other in table:
-                add(
-                    f"TAF > {other} fine-tune (top-1)",
-                    paper,
-                    compare(taf["top1"], table[other]["top1"], floor=one_clip),
-                )
-        if "plain" in table:
-            plain = table["plain"]
-            add("TAF > plain (top-5)", "+0.4 (Tab. 1)", compare(taf["top5"], plain["top5"], floor=one_clip))
-            lt = [a - b for a, b in zip(taf["long_term_top1"], plain["long_term_top1"])]
-            st = [a - b for a, b in zip(taf["short_term_top1"], plain["short_term_top1"])]
-            if all(v is not None for v in lt + st) and lt:
-                add("gain on long-term classes > gain on the others", "Fig. 4", compare(lt, st, floor=one_clip))
-            add(
-                "TAF > plain on long-term classes (top-1)",
-                "Fig. 4",
-                compare(taf["long_term_top1"], plain["long_term_top1"], floor=one_clip),
-            )
-            add(
-                "TAF has a smaller train-val gap",
-                "Fig. 5 / Sec. 4.3",
-                compare(taf["gap"], plain["gap"], higher_is_better=False, floor=one_clip),
-            )
-            add(
-                "TAF has a lower validation loss",
-                "2.4 -> 2.2 (Fig. 5)",
-                compare(taf["val_loss"], plain["val_loss"], higher_is_better=False),
-                unit="nats",
-            )
-            add(
+        out.append(
+            claim_row(
                 "TAF has a higher training loss",
                 "slightly (Fig. 5)",
-                compare(taf["train_loss"], plain["train_loss"]),
+                seeds_of(taf["train_loss"], plain["train_loss"]),
                 unit="nats",
             )
-    if "ce_adv" in table and "plain" in table:
-        add(
-            "CE-adv > plain fine-tune (top-1)",
-            "+0.5 over baseline (Tab. 2a)",
-            compare(table["ce_adv"]["top1"], table["plain"]["top1"], floor=one_clip),
         )
+    for other, paper in (("ce_adv", "+0.5 over baseline (Tab. 2a)"), ("advprop", "-1.1 vs baseline (Tab. 2a)")):
+        if other in methods:
+            out.append(method_claim(f"{other} > plain fine-tune (top-1)", paper, methods[other]))
+    frac = fraction_label(sizes)
+    if frac in methods:
+        out.append(method_claim(f"TAF on {sizes.fraction:g} of each batch > plain (top-1)", "n/a", methods[frac]))
+        entry = pairwise(arms_dirs, frac, "taf", sizes.n_boot)["methods"][frac]
+        out.append(method_claim(f"TAF on {sizes.fraction:g} of each batch > full TAF (top-1)", "n/a", entry))
+    for reading in sizes.lr_readings[1:]:
+        if "taf" in results[reading]["methods"]:
+            out.append(
+                method_claim(f"TAF > plain with the LR from the {reading}", "n/a", results[reading]["methods"]["taf"])
+            )
+        n = min(len(dirs[r]["plain"]) for r in (primary, reading))  # the seeds both readings ran
+        both = {
+            f"{arm}@{r}": dirs[r][arm][:n] for r in (primary, reading) for arm in ("plain", "taf") if arm in dirs[r]
+        }
+        for arm in ("plain", "taf"):
+            if f"{arm}@{reading}" in both and f"{arm}@{primary}" in both:
+                entry = pairwise(both, f"{arm}@{reading}", f"{arm}@{primary}", sizes.n_boot)["methods"]
+                out.append(
+                    method_claim(
+                        f"{arm}: LR from the {reading} > LR from the {primary} (top-1)",
+                        "Sec. 4.1 reads as the checkpoint's LR",
+                        entry[f"{arm}@{reading}"],
+                    )
+                )
     if rob is not None:
         p, t = rob["methods"]["plain"], rob["methods"]["taf"]
-        add("TAF > plain under corruption (mPC top-1)", "+1.0 (Tab. 3, TSM)", compare(t["mPC_top1"], p["mPC_top1"]))
-        add("TAF > plain relative robustness (rPC top-1)", "n/a", compare(t["rPC_top1"], p["rPC_top1"]), unit="ratio")
+        out.append(
+            claim_row(
+                "TAF > plain under corruption (mPC top-1)", "+1.0 (Tab. 3, TSM)", seeds_of(t["mPC_top1"], p["mPC_top1"])
+            )
+        )
+        out.append(
+            claim_row(
+                "TAF > plain relative robustness (rPC top-1)",
+                "n/a",
+                seeds_of(t["rPC_top1"], p["rPC_top1"]),
+                unit="ratio",
+            )
+        )
         for fam in t["families"]:
-            add(
-                f"TAF > plain on {fam} corruptions (top-1)",
-                "+1.0-1.5 (Tab. 3)",
-                compare(t["families"][fam]["top1"], p["families"][fam]["top1"]),
+            out.append(
+                claim_row(
+                    f"TAF > plain on {fam} corruptions (top-1)",
+                    "+1.0-1.5 (Tab. 3)",
+                    seeds_of(t["families"][fam]["top1"], p["families"][fam]["top1"]),
+                )
             )
     fig3 = att["baseline"]["attacks"]
     if "ta" in fig3 and "ce" in fig3:
         n = att["baseline"]["num_clips"]
-        ta, ce = fig3["ta"]["shift"]["tv"], fig3["ce"]["shift"]["tv"]
-        se = math.sqrt((ta["std"] ** 2 + ce["std"] ** 2) / max(n, 1))
-        add(
-            "TA moves temporal attention more than CE-PGD (TV of frame shares)",
-            "Fig. 3",
-            compare([ta["mean"]], [ce["mean"]], noise=2 * se),
-            unit="TV",
-        )
-        ta_g, ce_g = fig3["ta"]["shift"]["nonkey_gain"], fig3["ce"]["shift"]["nonkey_gain"]
-        se = math.sqrt((ta_g["std"] ** 2 + ce_g["std"] ** 2) / max(n, 1))
-        add(
-            "TA moves attention onto the non-key frames more than CE-PGD",
-            "Eq. 5 / Fig. 3",
-            compare([ta_g["mean"]], [ce_g["mean"]], noise=2 * se),
-            unit="share",
-        )
+        for key, claim, paper, unit in (
+            ("tv", "TA moves temporal attention more than CE-PGD (TV of frame shares)", "Fig. 3", "TV"),
+            ("nonkey_gain", "TA moves attention onto the non-key frames more than CE-PGD", "Eq. 5 / Fig. 3", "share"),
+        ):
+            diff = normal_difference(fig3["ta"]["shift"][key], fig3["ce"]["shift"][key], n)
+            out.append(claim_row(claim, paper, diff, unit=unit, basis="clips (normal, unpaired)"))
     fine = att["finetuned"]
     if "plain" in fine and "taf" in fine:
-        add(
-            "TAF models attend more evenly (normalised entropy)",
-            "Fig. 6",
-            compare([r["entropy"] for r in fine["taf"]], [r["entropy"] for r in fine["plain"]]),
-            unit="entropy",
-        )
-    if sweep:
-        taf_noise = (taf or {}).get("std", {}).get("top1") if taf else None
-        alphas = {k: v for k, v in sweep.items() if k.startswith("alpha_")}
-        best = max(alphas, key=lambda k: alphas[k]["top1"]) if alphas else None
-        if alphas and "alpha_0.7" in alphas:
-            others = [v["top1"] for k, v in alphas.items() if k != "alpha_0.7"]
-            add(
-                f"alpha 0.7 is best (best here: {best})",
-                "Tab. 2b",
-                compare([alphas["alpha_0.7"]["top1"]], [max(others)], noise=taf_noise, floor=one_clip),
+        ent = seeds_of([r["entropy"] for r in fine["taf"]], [r["entropy"] for r in fine["plain"]])
+        out.append(claim_row("TAF models attend more evenly (normalised entropy)", "Fig. 6", ent, unit="entropy"))
+    if sweep is not None:
+        top1 = {k: v["per_seed"] for k, v in sweep["top1"].items()}
+        alphas = {k: top1[k] for k in top1 if k.startswith("alpha_") and k != "alpha_0.7"}
+        if alphas and "alpha_0.7" in top1:
+            best = max(alphas, key=lambda k: statistics.fmean(alphas[k]))
+            out.append(
+                claim_row(
+                    f"alpha 0.7 > the best other alpha ({best[6:]})",
+                    "Tab. 2b",
+                    seeds_of(top1["alpha_0.7"], alphas[best]),
+                )
             )
-        if all(k in sweep for k in ATTACKS):
-            big = [sweep["e64_k1"]["top1"], sweep["e64_k3"]["top1"]]
-            small = [sweep["e6_k1"]["top1"], sweep["e6_k3"]["top1"]]
-            add(
-                "eps 64/255 > eps 6/255 (mean over K)",
-                "+0.3 (Tab. 2c)",
-                compare([mean(big)], [mean(small)], noise=taf_noise, floor=one_clip),
-            )
+        if all(k in top1 for k in ATTACKS):
+            big = [statistics.fmean(v) for v in zip(top1["e64_k1"], top1["e64_k3"])]
+            small = [statistics.fmean(v) for v in zip(top1["e6_k1"], top1["e6_k3"])]
+            out.append(claim_row("eps 64/255 > eps 6/255 (mean over K)", "+0.3 (Tab. 2c)", seeds_of(big, small)))
     return out
+
+
+def sweep_summary(result: dict[str, Any], plan_arms: dict[str, MethodSpec]) -> dict[str, Any]:
+    """The sweep's comparison (every setting against plain over ``sweep_seeds`` seeds) keyed by setting name."""
+    top1: dict[str, Any] = {}
+    for key, spec in plan_arms.items():
+        entry = result["methods"][spec.label]
+        top1[key] = {
+            "label": spec.label,
+            "per_seed": entry["top1"]["per_seed"],
+            "mean": entry["top1"]["mean"],
+            "delta_vs_plain": entry["delta_top1"],
+            "clip_ci95": entry["bootstrap"]["ci95"],
+            "verdict": entry["verdict"],
+        }
+    return {"n_seeds": result["n_seeds"], "control_top1": result["control_top1"], "top1": top1}
 
 
 # --------------------------------------------------------------------------------------------------- report
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The BENCHMARKS.md "claims" section: command, machine, date, tables, verdicts."""
-    sizes = result["sizes"]
-    cal = result["calibration"]
-    table = result["methods"]
-    lines = [
-        header(),
-        f"Synthetic long-term-motion data (`videotaf.data.synth`): {sizes['classes']} classes, "
-        f"{sizes['train_per_class']}/{sizes['val_per_class']} train/val clips per class "
-        f"({result['num_val_clips']} val clips: one clip = {100 / result['num_val_clips']:.1f} pp), "
-        f"{sizes['video_frames']} frames of {sizes['video_size']} px; {len(result['long_term_classes'])} long-term "
-        f"classes. TSM depth 18 width 0.25, {sizes['num_frames']} frames, crop {sizes['crop']}, batch "
-        f"{sizes['batch_size']}, LR {sizes['lr']}. Baseline {sizes['epochs']} epochs from scratch; every fine-tune "
-        f"{sizes['finetune_epochs']} epochs from it (LR {sizes['finetune_lr'] or sizes['lr']}, x0.1 after epoch "
-        f"{result['decay_after']}), alpha 0.7, "
-        f"eps 64/255, step 32/255, K 1, N = T; {sizes['seeds']} seed(s). Accuracies in %, 1 clip centre crop, "
-        f"final model; mean ± sample std over seeds. Wall time of this invocation "
-        f"{result['timings']['total_s'] / 60:.1f} min (training epochs of all runs, reused ones included: "
-        f"{result['timings']['training_in_runs_s'] / 60:.1f} min).",
-        "",
-        f"Baseline calibration: train top-1 {cal['train_top1']:.1f}, val top-1 {cal['val_top1']:.1f} "
-        f"(chance {cal['chance']:.1f}), gap {cal['gap']:.1f} pp: "
-        + ("over-fits as intended (Sec. 3.1)." if cal["overfits"] else "**not** the intended over-fitting regime."),
-        "",
-        "### Fine-tuning methods (Table 1 / 2a, Figure 4, Figure 5)",
-        "",
-        "| method | top-1 | top-5 | long-term top-1 | other top-1 | train top-1 | gap | val loss | train loss |"
-        " s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    b = result["baseline"]
-    lines.append(
-        f"| baseline ({sizes['epochs']} ep) | {b['top1']:.1f} | {b['top5']:.1f} | {fmt(b['long_term_top1'])} | "
-        f"{fmt(b['short_term_top1'])} | {b['train_top1']:.1f} | {b['gap']:.1f} | {b['val_loss']:.3f} | "
-        f"{b['train_loss']:.3f} | {fmt(b['epoch_time_s'])} |"
-    )
+def demote(markdown_text: str, levels: int = 2) -> str:
+    """Nest a ``format_markdown`` block under this section's headings."""
+    return "\n".join(("#" * levels + line) if line.startswith("#") else line for line in markdown_text.splitlines())
+
+
+def method_rows(table: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
     for m, r in table.items():
         lines.append(
             f"| {m} | {pm(r['top1'])} | {pm(r['top5'])} | {pm(r['long_term_top1'])} | {pm(r['short_term_top1'])} | "
             f"{pm(r['train_top1'])} | {pm(r['gap'])} | {pm(r['val_loss'], '.3f')} | {pm(r['train_loss'], '.3f')} | "
             f"{fmt(r['epoch_time_s'])} |"
         )
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The BENCHMARKS.md "claims" section: command, machine, date, tables, verdicts."""
+    sizes = result["sizes"]
+    cal = result["calibration"]
+    n_val = result["num_val_clips"]
+    lines = [
+        header(),
+        f"Synthetic long-term-motion data (`videotaf.data.synth`): {sizes['classes']} classes, "
+        f"{sizes['train_per_class']}/{sizes['val_per_class']} train/val clips per class "
+        f"({n_val} val clips: one clip = {100 / n_val:.2f} pp), "
+        f"{sizes['video_frames']} frames of {sizes['video_size']} px; {len(result['long_term_classes'])} long-term "
+        f"classes. TSM depth 18 width 0.25, {sizes['num_frames']} frames, crop {sizes['crop']}, batch "
+        f"{sizes['batch_size']}, LR {sizes['lr']}. Baseline {sizes['epochs']} epochs from scratch; every fine-tune "
+        f"is a `videotaf compare` run: {sizes['finetune_epochs']} epochs from the baseline, LR x0.1 after epoch "
+        f"{result['decay_after']}, alpha 0.7, eps 64/255, step 32/255, K 1, N = T, paired seeds ({sizes['seeds']} "
+        f"under the first LR reading, {min(sizes['seeds'], sizes['other_reading_seeds'])} under the other; seed s: the "
+        "same data order and augmentation for every method). Accuracies in %, 1 clip centre crop, "
+        f"final model; mean ± sample sd over seeds. Wall time of this invocation "
+        f"{result['timings']['total_s'] / 60:.1f} min (training epochs of all runs, reused ones included: "
+        f"{result['timings']['training_in_runs_s'] / 60:.1f} min).",
+        "",
+        f"Baseline calibration: train top-1 {cal['train_top1']:.1f}, val top-1 {cal['val_top1']:.1f} "
+        f"(chance {cal['chance']:.1f}), gap {cal['gap']:.1f} pp: "
+        + ("over-fits as intended (Sec. 3.1)." if cal["overfits"] else "**not** the intended over-fitting regime."),
+    ]
+    b = result["baseline"]
+    head = [
+        "| method | top-1 | top-5 | long-term top-1 | other top-1 | train top-1 | gap | val loss | train loss |"
+        " s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| baseline ({sizes['epochs']} ep) | {b['top1']:.1f} | {b['top5']:.1f} | {fmt(b['long_term_top1'])} | "
+        f"{fmt(b['short_term_top1'])} | {b['train_top1']:.1f} | {b['gap']:.1f} | {b['val_loss']:.3f} | "
+        f"{b['train_loss']:.3f} | {fmt(b['epoch_time_s'])} |",
+    ]
+    for reading in sizes["lr_readings"]:
+        lr, source = result["lr"][reading]
+        lines += [
+            "",
+            f"### Fine-tuning LR from the {reading}: {lr:g} (from {source}), then x0.1 (Table 1 / 2a, Figures 4, 5)",
+            "",
+            *head,
+            *method_rows(result["methods"][reading]),
+            "",
+            demote(stats.format_markdown(result["compare"][reading]), 2),
+        ]
     rob = result.get("robustness")
     if rob:
         raw = rob["raw"]
@@ -649,7 +792,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"### Corruptions (Table 3): top-1/top-5, mean over severities {', '.join(map(str, raw['severities']))}"
-            f" and over seeds; pixel parameters scaled by crop/224",
+            f" and over the first {sizes['robust_seeds']} seeds, {rob['num_clips']} val clips; pixel parameters "
+            "scaled by crop/224",
             "",
             "| method | clean | " + " | ".join(cs) + " | mPC top-1 | rPC top-1 |",
             "|---" * (len(cs) + 4) + "|",
@@ -693,75 +837,74 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["| fine-tune | entropy | peak share |", "|---|---|---|"]
     for m, rs in att["finetuned"].items():
         lines.append(f"| {m} | {pm([r['entropy'] for r in rs], '.3f')} | {pm([r['peak_share'] for r in rs], '.3f')} |")
-    sweep = result.get("sweep") or {}
+    sweep = result.get("sweep")
     if sweep:
         lines += [
             "",
-            "### TAF settings (Table 2b / 2c), seed 0",
+            f"### TAF settings (Table 2b / 2c): each against plain, {sweep['n_seeds']} paired seeds, "
+            f"LR from the {sizes['lr_readings'][0]}",
             "",
-            "| setting | top-1 | top-5 | paper top-1 |",
-            "|---|---|---|---|",
+            "| setting | top-1 | Δ vs plain, pp [95% CI seeds] | [95% CI clips] | verdict | paper top-1 |",
+            "|---|---|---|---|---|---|",
+            f"| plain fine-tune | {sweep['control_top1']['mean']:.2f} | - | - | - | {PAPER['baseline']} (baseline) |",
         ]
-        plain0 = table.get("plain", {}).get("top1", [None])[0]
-        lines.append(
-            f"| plain fine-tune (seed 0) | {fmt(plain0)} | {fmt(table.get('plain', {}).get('top5', [None])[0])}"
-            f" | {PAPER['baseline']} (baseline) |"
-        )
-        for k, v in sweep.items():
+        for k, v in sweep["top1"].items():
             paper = PAPER["alpha"].get(float(k[6:])) if k.startswith("alpha_") else PAPER["attack"].get(k)
-            label = (
-                f"alpha {k[6:]}"
-                if k.startswith("alpha_")
-                else {
-                    "e6_k1": "eps 6, step 2, K 1",
-                    "e6_k3": "eps 6, step 2, K 3",
-                    "e64_k1": "eps 64, step 32, K 1",
-                    "e64_k3": "eps 64, step 32, K 3",
-                }[k]
+            d = v["delta_vs_plain"]
+            lines.append(
+                f"| {SETTING_NAMES[k]} | {v['mean']:.2f} | {d['mean']:+.2f} {ci_text(d['ci95'])} | "
+                f"{ci_text(v['clip_ci95'])} | {v['verdict']} | {fmt(paper)} |"
             )
-            lines.append(f"| {label} | {v['top1']:.1f} | {v['top5']:.1f} | {fmt(paper)} |")
     lines += [
         "",
         "### Verdicts (computed from the numbers above)",
         "",
-        "Differences are paired by seed (same data order); noise = the larger seed std of the two sides (for one seed "
-        "in the sweep: the TAF seed std of the main runs; for attention: 2 standard errors over clips), at least one "
-        "val clip for accuracies.",
+        "Every difference is the claimed side minus the other, paired by seed (same data order) with a Student t "
+        "95% interval over seeds; accuracy differences also get the paired bootstrap interval over validation "
+        "clips and the minimum detectable difference (80% power; the larger of the seed and clip estimates). "
+        "Verdict (`videotaf compare`'s rule): **holds** / **reversed** only when every interval excludes 0 on "
+        "the same side, otherwise **no detectable difference**. Attention shifts: a normal interval over clips.",
         "",
-        "| claim | paper | difference here | noise | verdict |",
-        "|---|---|---|---|---|",
+        "| claim | paper | difference | 95% CI (seeds) | 95% CI (clips) | MDD | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for v in result["verdicts"]:
-        spec = ".1f" if v["unit"] == "pp" else ".3f"
+        spec = ".2f" if v["unit"] == "pp" else ".3f"
+        seed_ci = "-" if v["basis"].startswith("clips") else ci_text(v["ci95"], spec)
+        clip_ci = ci_text(v["ci95"], spec) if v["basis"].startswith("clips") else (
+            ci_text(v["clip_ci95"], spec) if v["clip_ci95"] is not None else "-"
+        )  # fmt: skip
         lines.append(
-            f"| {v['claim']} | {v['paper']} | {fmt(v['diff'], '+' + spec)} {v['unit']} | {fmt(v['noise'], spec)} | "
-            f"**{v['verdict']}** |"
+            f"| {v['claim']} | {v['paper']} | {fmt(v['diff'], '+' + spec)} {v['unit']} | {seed_ci} | {clip_ci} | "
+            f"{fmt(v['mdd'], '.2f')} | **{v['verdict']}** |"
         )
-    counts = {
-        k: sum(v["verdict"].startswith(k) for v in result["verdicts"])
-        for k in ("holds", "does not hold", "within noise", "no noise estimate")
-    }
-    taf_vs_plain = next((v for v in result["verdicts"] if v["claim"] == "TAF > plain fine-tune (top-1)"), None)
+    counts = {k: sum(v["verdict"] == k for v in result["verdicts"]) for k in (HOLDS, REVERSED, UNDETECTED)}
     lines += [
         "",
-        f"Summary: {counts['holds']} claim(s) hold, {counts['does not hold']} do not hold, "
-        f"{counts['within noise']} are within noise at this scale"
-        + (
-            f", {counts['no noise estimate']} have one seed only (no noise estimate)."
-            if counts["no noise estimate"]
-            else "."
-        ),
+        f"Summary: {counts[HOLDS]} claim(s) hold, {counts[REVERSED]} are reversed, {counts[UNDETECTED]} show no "
+        "detectable difference at this scale.",
     ]
-    if taf_vs_plain is not None and taf_vs_plain["verdict"] == "holds":
-        lines.append(f"TAF beats the equal-epoch plain fine-tune here by {taf_vs_plain['diff']:+.1f} pp top-1.")
-    elif taf_vs_plain is not None:
+    main = next((v for v in result["verdicts"] if v["claim"] == "TAF > equal-epoch plain fine-tune (top-1)"), None)
+    if main is not None:
         lines.append(
-            f"TAF does **not** beat the equal-epoch plain fine-tune here ({fmt(taf_vs_plain['diff'], '+.1f')} pp, "
-            f"noise {fmt(taf_vs_plain['noise'], '.1f')} pp: {taf_vs_plain['verdict']})."
+            f"TAF against the equal-epoch plain fine-tune: {main['diff']:+.2f} pp, 95% CI {ci_text(main['ci95'])} "
+            f"over seeds, {ci_text(main['clip_ci95'])} over clips, MDD {fmt(main['mdd'], '.2f')} pp: "
+            f"**{main['verdict']}**."
         )
     if result["quick"]:
         lines.append("\n`--quick` run: toy sizes, the numbers only show that the pipeline runs.")
     return "\n".join(lines) + "\n"
+
+
+SETTING_NAMES = {
+    "alpha_0.5": "alpha 0.5",
+    "alpha_0.7": "alpha 0.7 (= taf)",
+    "alpha_0.9": "alpha 0.9",
+    "e6_k1": "eps 6, step 2, K 1",
+    "e6_k3": "eps 6, step 2, K 3",
+    "e64_k1": "eps 64, step 32, K 1 (= taf)",
+    "e64_k3": "eps 64, step 32, K 3",
+}
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -786,13 +929,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Sizes
     p.add_argument("--finetune-epochs", type=int)
     p.add_argument("--finetune-lr", type=float, help="fine-tuning base LR (default: the baseline's, like finetune)")
     p.add_argument("--seeds", type=int)
-    p.add_argument("--methods", nargs="+", choices=METHOD_ORDER)
+    p.add_argument("--methods", nargs="+", choices=METHOD_ORDER, help="plain (the control) is always run")
+    p.add_argument("--lr-readings", nargs="+", choices=("checkpoint", "config"), help="first = primary")
+    p.add_argument("--fraction", type=float, help="adversarial.fraction of the cheaper TAF arm (1 = no such arm)")
+    p.add_argument("--sweep-seeds", type=int)
+    p.add_argument("--other-reading-seeds", type=int, help="seeds of the comparisons after the first LR reading")
+    p.add_argument("--robust-seeds", type=int)
+    p.add_argument("--robust-clips", type=int)
+    p.add_argument("--attention-clips", type=int)
     p.add_argument("--no-sweep", action="store_true", help="skip the alpha / attack-setting sweep (Tables 2b, 2c)")
     p.add_argument("--corruptions", nargs="+", help="names or aliases (paper, all, ...)")
     p.add_argument("--severities", nargs="+", type=int)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.add_argument("--attention-batches", type=int, default=None, help="limit the attention analysis (16 clips/batch)")
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
     changes: dict[str, Any] = {}
@@ -811,11 +960,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Sizes
         "finetune_lr",
         "seeds",
         "num_workers",
+        "fraction",
+        "sweep_seeds",
+        "other_reading_seeds",
+        "robust_seeds",
+        "robust_clips",
+        "attention_clips",
     ):
         if getattr(args, f) is not None:
             changes[f] = getattr(args, f)
     if args.methods:
-        changes["methods"] = tuple(args.methods)
+        changes["methods"] = tuple(dict.fromkeys(["plain", *args.methods]))
+    if args.lr_readings:
+        changes["lr_readings"] = tuple(dict.fromkeys(args.lr_readings))
     if args.corruptions:
         changes["corruptions"] = tuple(args.corruptions)
     if args.severities:
@@ -840,7 +997,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data_root = ensure_dataset(work, sizes)
     labels = json.loads((data_root / "something-something-v2-labels.json").read_text())
     class_names = sorted(labels, key=lambda n: int(labels[n]))
-    long_term = read_class_subset(data_root / "long_term_classes.txt", class_names)
+    subset_file = data_root / "long_term_classes.txt"
+    long_term = read_class_subset(subset_file, class_names)
     timings["dataset_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -851,36 +1009,67 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     timings["baseline_s"] = time.perf_counter() - t
     checkpoint = base_dir / "checkpoints" / "last.pt"
 
+    # Table 1 / 2a and the cheaper TAF: one `videotaf compare` per reading of the fine-tuning LR.
     t = time.perf_counter()
-    runs = main_runs(sizes)
-    sweep_plan = sweep_runs() if sizes.sweep and "taf" in sizes.methods else {}
-    all_runs = list(dict.fromkeys([*runs, *sweep_plan.values()]))
-    rows: dict[str, dict[str, Any]] = {}
-    run_dirs: dict[str, Path] = {}
-    for run in all_runs:
-        cfg = finetune_config(checkpoint, run, sizes, work / run.name)
-        run_dirs[run.name] = train_or_reuse(cfg, long_term)
-        rows[run.name] = run_row(run_dirs[run.name], cfg, long_term)
-        r = rows[run.name]
-        log(f"{run.name}: top-1 {r['top1']:.1f} top-5 {r['top5']:.1f} train {r['train_top1']:.1f} gap {r['gap']:.1f}")
+    compared: dict[str, dict[str, Any]] = {}
+    dirs: dict[str, dict[str, list[Path]]] = {}
+    tables: dict[str, dict[str, dict[str, Any]]] = {}
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    lrs: dict[str, tuple[float, str]] = {}
+    for reading in sizes.lr_readings:
+        first = reading == sizes.lr_readings[0]
+        methods = None if first else sizes.other_reading_methods
+        seeds = sizes.seeds if first else min(sizes.seeds, sizes.other_reading_seeds)
+        settings = compare_settings(
+            checkpoint, sizes, arms(sizes, methods), seeds, reading, work / f"lr_{reading}", subset_file
+        )
+        assert settings.base is not None
+        lrs[reading] = finetune_lr(checkpoint, reading, settings.base.optim.lr)
+        plan, compared[reading] = run_arms(settings, long_term, settings.out_dir)
+        dirs[reading], rows[reading] = {}, {}
+        for run in plan:  # seed-major: each arm's list is in seed order
+            dirs[reading].setdefault(run.spec.label, []).append(run.run_dir)
+            rows[reading].setdefault(run.spec.label, []).append(run_row(run.run_dir, run.cfg, long_term))
+        tables[reading] = method_table(rows[reading])
+        for label, entry in compared[reading]["methods"].items():
+            d = entry["delta_top1"]
+            log(f"LR from the {reading}: {label} - plain {d['mean']:+.2f} pp {ci_text(d['ci95'])}: {entry['verdict']}")
     timings["finetune_s"] = time.perf_counter() - t
-    table = method_table(rows, runs)
-    short_names = {f"{r.method}_seed{r.seed}": run_dirs[r.name] for r in runs}
+    primary = sizes.lr_readings[0]
 
-    t = time.perf_counter()
-    rob = robustness(short_names, base_cfg, sizes, sizes.seeds, work / "robustness")
-    timings["robustness_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    att = attention(base_dir, short_names, base_cfg, sizes.seeds, args.attention_batches)
-    timings["attention_s"] = time.perf_counter() - t
-    sweep = {
-        k: {"run": r.name, "top1": rows[r.name]["top1"], "top5": rows[r.name]["top5"]} for k, r in sweep_plan.items()
-    }
-    num_val = sizes.classes * sizes.val_per_class
-    verdict_rows = verdicts(table, rob, att, sweep, base_row, num_val)
+    # Tables 2b / 2c: the sweep's arms beside plain and taf of the primary comparison (their runs are reused).
+    sweep = None
+    if sizes.sweep and "taf" in sizes.methods:
+        t = time.perf_counter()
+        plan_arms = sweep_arms()
+        settings = compare_settings(
+            checkpoint,
+            sizes,
+            [MethodSpec("plain", "plain"), *dict.fromkeys(plan_arms.values())],
+            sizes.sweep_seeds,
+            primary,
+            work / f"lr_{primary}",
+            subset_file,
+        )
+        _, sweep_result = run_arms(settings, long_term, work / "sweep")
+        sweep = sweep_summary(sweep_result, plan_arms)
+        timings["sweep_s"] = time.perf_counter() - t
+
+    rob = None
+    if "taf" in sizes.methods:
+        t = time.perf_counter()
+        rob = robustness(dirs[primary], base_cfg, sizes, work / "robustness")
+        timings["robustness_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        att = attention(base_dir, dirs[primary], base_cfg, sizes)
+        timings["attention_s"] = time.perf_counter() - t
+    else:
+        att = {"baseline": {"attacks": {}}, "finetuned": {}}
+    verdict_rows = verdicts(compared, dirs, tables, base_dir, rob, att, sweep, sizes)
     timings["total_s"] = time.perf_counter() - t0
     # Training seconds summed over every run, also when runs were reused: what a fresh run of this plan costs.
-    timings["training_in_runs_s"] = base_row["train_time_s"] + sum(r["train_time_s"] for r in rows.values())
+    seen = {r["run_dir"]: r["train_time_s"] for by_arm in rows.values() for rs in by_arm.values() for r in rs}
+    timings["training_in_runs_s"] = base_row["train_time_s"] + sum(seen.values())
 
     result = {
         "quick": args.quick,
@@ -888,12 +1077,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sizes": asdict(sizes),
         "decay_after": sizes.decay_after,
         "base_milestones": sizes.base_milestones,
-        "num_val_clips": num_val,
+        "num_val_clips": sizes.classes * sizes.val_per_class,
         "long_term_classes": long_term,
         "calibration": calibration,
         "baseline": base_row,
+        "lr": lrs,
         "runs": rows,
-        "methods": table,
+        "methods": tables,
+        "compare": compared,
         "robustness": rob,
         "attention": att,
         "sweep": sweep,
@@ -904,7 +1095,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_json(args.out, result)
     log(f"results: {args.out}")
     for v in verdict_rows:
-        log(f"{v['claim']}: {fmt(v['diff'], '+.3f')} (noise {fmt(v['noise'], '.3f')}) -> {v['verdict']}")
+        log(f"{v['claim']}: {fmt(v['diff'], '+.3f')} {ci_text(v['ci95'], '.3f')} -> {v['verdict']}")
     if not args.no_md:
         update_section("claims", markdown(result))
         log("BENCHMARKS.md claims section updated")

@@ -182,14 +182,56 @@ def test_loader_throughput_covers_every_source(tmp_path: Path, real_fixtures: Pa
 @pytest.mark.slow
 def test_claims_quick_pipeline(tmp_path: Path):
     out = tmp_path / "claims.json"
-    _run("claims.py", "--quick", "--work", str(tmp_path / "work"), "--out", str(out))
+    work = tmp_path / "work"
+    _run("claims.py", "--quick", "--work", str(work), "--out", str(out))
     res = json.loads(out.read_text())
-    assert set(res["methods"]) == {"plain", "ce_adv", "advprop", "taf"}
+    # One `videotaf compare` per LR reading; the cheaper TAF (a quarter of each batch) is an arm of both.
+    assert set(res["compare"]) == {"checkpoint", "config"}
+    assert set(res["methods"]["checkpoint"]) == {"plain", "ce_adv", "advprop", "taf", "taf_f25"}
+    assert set(res["methods"]["config"]) == {"plain", "taf", "taf_f25"}
+    for reading, comparison in res["compare"].items():
+        assert (work / f"lr_{reading}" / "compare.json").is_file()
+        assert comparison["control"] == "plain" and comparison["n_seeds"] == 2
+        assert set(comparison["methods"]) == set(res["methods"][reading]) - {"plain"}
+    # The two readings really fine-tune at different LRs: the saved one is the baseline's last (decayed) LR.
+    (lr_ckpt, _), (lr_cfg, _) = res["lr"]["checkpoint"], res["lr"]["config"]
+    assert lr_cfg == pytest.approx(res["sizes"]["lr"]) and lr_ckpt < lr_cfg
+    saved = [json.loads(line)["lr"] for line in (work / "baseline" / "metrics.jsonl").read_text().splitlines()]
+    assert lr_ckpt == pytest.approx(saved[-1])
     assert set(res["robustness"]["methods"]) == {"plain", "taf"}
-    assert set(res["sweep"]) == {"alpha_0.5", "alpha_0.7", "alpha_0.9", "e6_k1", "e6_k3", "e64_k1", "e64_k3"}
-    assert res["verdicts"] and all({"claim", "diff", "verdict"} <= set(v) for v in res["verdicts"])
-    for method in res["methods"].values():
-        assert 0.0 <= method["mean"]["top1"] <= 100.0
+    assert set(res["sweep"]["top1"]) == {"alpha_0.5", "alpha_0.7", "alpha_0.9", "e6_k1", "e6_k3", "e64_k1", "e64_k3"}
+    # The sweep's default point is the main taf arm: its runs are reused, not run twice.
+    assert res["sweep"]["top1"]["alpha_0.7"]["label"] == res["sweep"]["top1"]["e64_k1"]["label"] == "taf"
+    assert res["verdicts"] and all({"claim", "diff", "ci95", "verdict"} <= set(v) for v in res["verdicts"])
+    assert {v["verdict"] for v in res["verdicts"]} <= {
+        "holds", "reversed", "no detectable difference", "not measurable (1 seed)"
+    }  # fmt: skip
+    for table in res["methods"].values():
+        for method in table.values():
+            assert 0.0 <= method["mean"]["top1"] <= 100.0
+
+
+@pytest.mark.slow
+def test_regimes_quick_runs_every_cell(tmp_path: Path):
+    out = tmp_path / "regimes.json"
+    work = tmp_path / "work"
+    _run("regimes.py", "--quick", "--work", str(work), "--out", str(out))
+    res = json.loads(out.read_text())
+    names = [row["cell"]["name"] for row in res["cells"]]
+    assert names[:7] == ["centre", "cam_4x4", "cam_7x7", "aug_center", "aug_none", "data_12", "lr_checkpoint"]
+    assert names[7:] == ["attack_eps16", "attack_k3"]
+    for row in res["cells"]:
+        assert row["n_seeds"] == 2
+        for key in ("taf", "ce_adv", "advprop", "taf_vs_ce_adv"):
+            assert row[key]["verdict"] in {"better", "worse", "no detectable difference"}
+    # The CAM-size cells only change the TAF arm: their other arms are the centre's runs, trained once.
+    pool = work / "lr_config" / "runs"
+    assert sorted(p.name for p in pool.iterdir() if p.name.startswith("plain")) == ["plain_seed0", "plain_seed1"]
+    assert (pool / "taf_cam_4x4_seed0").is_dir() and (pool / "taf_cam_7x7_seed0").is_dir()
+    # Map sizes measured at each CAM layer of the quick model (32 px input: strides 32, 16, 8).
+    maps = {key.split(":")[1]: cam["map"] for key, cam in res["cam"].items() if key.startswith("main:")}
+    assert maps == {"2x2": [1, 1], "4x4": [2, 2], "7x7": [4, 4]}
+    assert set(res["baselines"]) == {"main", "small"}
 
 
 @pytest.mark.slow

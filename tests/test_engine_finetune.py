@@ -164,3 +164,25 @@ def test_fit_or_reuse_restarts_a_run_killed_before_its_first_checkpoint(tmp_path
     assert run_status(run) == "interrupted" and same_config(run, cfg)
     assert fit_or_reuse(cfg, datasets_fn=toy_datasets)[1] == "trained"
     assert run_status(run) == "finished"
+
+
+def test_the_worker_count_is_part_of_a_run_only_without_a_data_seed(tmp_path: Path, synth_root: Path):
+    from videotaf.data import build_dataset
+
+    cfg = toy_config(str(tmp_path / "r"))
+    cfg.optim.epochs = 1
+    fit_or_reuse(cfg, datasets_fn=toy_datasets)
+    more = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=3, pin_memory=True))
+    assert cfg.data.seed is None and not same_config(tmp_path / "r", more)  # worker RNGs shape the crops
+    seeded = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=5))
+    fit_or_reuse(seeded, datasets_fn=toy_datasets, overwrite=True)
+    assert same_config(tmp_path / "r", dataclasses.replace(more, data=dataclasses.replace(more.data, seed=5)))
+    assert not same_config(tmp_path / "r", dataclasses.replace(seeded, optim=dataclasses.replace(cfg.optim, lr=1.0)))
+    # Why that is sound: with a data seed the augmented clips do not depend on the number of workers.
+    data = dataclasses.replace(seeded.data, root=str(synth_root), crop_size=12, scale_size=16, num_frames=4)
+    ds = build_dataset(data, data.train_split, True)
+    ds.set_epoch(1)
+    batches = {
+        w: [x for x, _ in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=w)] for w in (0, 2)
+    }
+    assert len(batches[0]) == 3 and all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))

@@ -60,10 +60,17 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool, overwrite: bool, remov
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    # How a run is shown, where it is written and on which device it ran do not change what it computes.
-    ignored = ("output_dir", "progress", "log_every", "device")
+    # How a run is shown, where it is written, on which device it ran and how freed CPU memory is kept do not
+    # change what it computes.
+    ignored = ("output_dir", "progress", "log_every", "device", "keep_cpu_memory")
     runtime = {k: v for k, v in cfg_dict["runtime"].items() if k not in ignored}
-    return {**cfg_dict, "runtime": runtime}
+    data = dict(cfg_dict["data"])
+    if data.get("seed") is not None:
+        # With a data seed every clip draws its augmentation from (seed, epoch, index), so the number of decoding
+        # workers changes only the speed (without one, each worker's RNG shapes the crops).
+        data.pop("num_workers", None)
+        data.pop("pin_memory", None)
+    return {**cfg_dict, "runtime": runtime, "data": data}
 
 
 def same_config(run_dir: str | Path, cfg: Config) -> bool:
