@@ -38,6 +38,7 @@ from videotaf.cam import (
     cams_from_forward,
     float16_autocast,
     normalize_cams,
+    warn_if_coarse,
 )
 from videotaf.models.base import split_output, unwrap
 
@@ -56,6 +57,10 @@ class TAOptions:
         target_rule: ``"paper"`` (Sec. 3.2: the true label if misclassified, a random other label if right),
             ``"true"`` or ``"predicted"``.
         second_order: keep the Grad-CAM weights in the graph (exact gradient, one more backward of cost).
+        cam_layer: the module whose output Eq. (2) reads, by its dotted name in the unwrapped model (e.g.
+            ``"backbone.layer3"`` for TSM; :func:`videotaf.cam.cam_layer_of`); ``None``: the model's own
+            ``cam_layer`` (layer4 for the ResNet models). The paper reads the last stage at 224 px, 7x7 maps; at
+            small inputs that stage is 2x2 or less and an earlier one keeps a spatial pattern.
     """
 
     score: Score = "log_prob"
@@ -63,8 +68,11 @@ class TAOptions:
     relu: bool = False
     target_rule: TargetRule = "paper"
     second_order: bool = False
+    cam_layer: str | None = None
 
     def __post_init__(self) -> None:
+        if self.cam_layer is not None and (not isinstance(self.cam_layer, str) or not self.cam_layer.strip()):
+            raise ValueError(f"cam_layer must be None or a dotted module name, got {self.cam_layer!r}")
         for name, allowed in (
             ("score", get_args(Score)),
             ("cam_norm", get_args(NormMode)),
@@ -197,16 +205,26 @@ class ProjectedGradientAscent:
         noise = torch.rand(x0.shape, generator=self.generator, device=device, dtype=x0.dtype).to(x0.device)
         return self.project(x0 + (2 * noise - 1) * self.eps, x0)
 
+    def feature_layer(self, model: nn.Module) -> nn.Module:
+        """The module whose output :meth:`loss` needs (only called when ``uses_features``): the CAM layer."""
+        return cam_layer_of(model)
+
     def forward_with_features(self, model: nn.Module, x: torch.Tensor) -> ForwardPass:
-        """``model(x)`` and, when the loss needs it, the CAM layer's output as captured (still in the graph)."""
+        """``model(x)`` and, when the loss needs it, the CAM layer's output as captured (still in the graph).
+
+        Warns (:class:`~videotaf.cam.CamResolutionWarning`, once per layer and size) when its maps are below 3x3.
+        """
         if not self.uses_features:
             logits, aux = split_output(model(x))
             return ForwardPass(logits, None, aux)
         tap = FeatureTap()
-        with tap.attached(cam_layer_of(model)):
+        layer = self.feature_layer(model)
+        with tap.attached(layer):
             output = model(x)
         logits, aux = split_output(output)
-        return ForwardPass(logits, tap.pop(), aux)
+        features = tap.pop()
+        warn_if_coarse(model, layer, features, x)
+        return ForwardPass(logits, features, aux)
 
     def input_gradient(
         self,
@@ -321,7 +339,8 @@ class TemporalAdversarialAugmentation(ProjectedGradientAscent):
         num_nonkey: N of Eq. (4)-(5); ``None`` means every CAM frame (the paper's N = T). A value above the
             number of CAM frames T' (bLVNet-TAM's layer4 sees T/2) is clamped to T' with a warning, once.
         random_start: start from a uniform point of the eps-ball (off in the paper).
-        options: the readings of Eq. (2)-(3) and of the target rule (:class:`TAOptions`; paper defaults).
+        options: the readings of Eq. (2)-(3) and of the target rule, and the CAM layer (:class:`TAOptions`;
+            paper defaults).
         generator: ``torch.Generator`` for the random target labels and the random start.
     """
 
@@ -341,11 +360,16 @@ class TemporalAdversarialAugmentation(ProjectedGradientAscent):
         super().__init__(model, eps, step_size, steps, random_start, generator)
         if num_nonkey is not None and num_nonkey < 1:
             raise ValueError(f"num_nonkey (N) must be >= 1 or None, got {num_nonkey}")
-        if model is not None:
-            cam_layer_of(model)  # fail at construction, not in the middle of training
         self.num_nonkey = num_nonkey
         self.options = options or TAOptions()
+        if model is not None:
+            self.feature_layer(model)  # fail at construction, not in the middle of training
         self._warned_clamp = False
+
+    def feature_layer(self, model: nn.Module) -> nn.Module:
+        """The CAM layer of Eq. (2): ``options.cam_layer`` when set (raises :class:`~videotaf.cam.CamLayerError`
+        for a name that is not a module of ``model``), else the model's own ``cam_layer``."""
+        return cam_layer_of(model, self.options.cam_layer, field="TAOptions.cam_layer")
 
     def targets(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.options.target_rule == "true":

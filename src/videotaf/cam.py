@@ -15,10 +15,18 @@ target's log-probability, i.e. minus the gradient of the cross-entropy, so large
 
 Following AdvCAM/GAIN, the Grad-CAM weights are treated as constants during the attack (one forward, one backward
 for the weights, one backward for the step); ``second_order=True`` keeps them in the graph instead.
+
+Which layer. Eq. (2) reads the model's ``cam_layer`` (layer4 for the ResNet models, ``H/32 x W/32`` maps: 7x7 at
+the paper's 224 px). Any other module can be named by its dotted name (:func:`cam_layer_of`, the ``cam_layer`` of
+:class:`~videotaf.attack.TAOptions` and of :func:`temporal_gradcam`; ``adversarial.cam_layer`` in a config). Below
+3x3 maps (layer4 at 56 px is 2x2) the per-frame CAM has hardly any spatial pattern left for TA to move, and a
+:class:`CamResolutionWarning` says so once per layer and map size (:func:`warn_if_coarse`).
 """
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videotaf.errors import VideotafError
 from videotaf.models.base import split_output, unwrap
+from videotaf.models.tokens import TokenMapTap
 
 Score = Literal["log_prob", "ce", "logit"]
 NormMode = Literal["paper", "minmax"]
@@ -167,15 +177,119 @@ def target_score(logits: torch.Tensor, targets: torch.Tensor, score: Score = "lo
     raise ValueError(f"score must be 'log_prob', 'ce' or 'logit', got {score!r}")
 
 
-def cam_layer_of(model: nn.Module) -> nn.Module:
-    """The model's ``cam_layer`` (see :mod:`videotaf.models.base`), with a clear error when it has none."""
-    layer = getattr(unwrap(model), "cam_layer", None)
+class CamLayerError(VideotafError, ValueError):
+    """A CAM layer named by the user is not a module of the model, or the model cannot take another one."""
+
+
+class CamResolutionWarning(UserWarning):
+    """The CAM layer's maps are smaller than 3x3: TA's per-frame Grad-CAM (Eq. 2) has almost no spatial pattern."""
+
+
+# Below this many rows or columns a CAM map is (nearly) one number per frame: Eq. (3)-(5) then rank frames by
+# little more than their pooled evidence, and TA degenerates into moving a frame-level score.
+MIN_CAM_SIDE = 3
+# (layer name, h, w) already warned about in this process: one line per layer and map size, not one per step.
+_WARNED_COARSE: set[tuple[str, int, int]] = set()
+
+
+def _default_cam_layer(inner: nn.Module) -> nn.Module:
+    layer = getattr(inner, "cam_layer", None)
     if not isinstance(layer, nn.Module):
         raise TypeError(
-            f"{type(unwrap(model)).__name__} has no `cam_layer` module; TA needs the layer whose output holds "
+            f"{type(inner).__name__} has no `cam_layer` module; TA needs the layer whose output holds "
             "per-frame feature maps (B*T', C, h, w) or (B, C, T', h, w). Wrap the model or set the attribute."
         )
     return layer
+
+
+def module_names_hint(model: nn.Module, limit: int = 16) -> list[str]:
+    """A few dotted module names of ``model`` to show in an error: its children and their children, in order.
+
+    Auxiliary normalisation copies (``*.aux_bn``, :mod:`videotaf.bn`) are left out: they are not a CAM layer.
+    """
+    names = [n for n, _ in unwrap(model).named_modules() if n and n.count(".") <= 1 and "aux_bn" not in n]
+    return names[:limit]
+
+
+def cam_layer_of(model: nn.Module, name: str | None = None, *, field: str = "cam_layer") -> nn.Module:
+    """The module whose output Grad-CAM reads (Eq. 2): the model's own ``cam_layer``, or the one named ``name``.
+
+    Args:
+        model: a model following :mod:`videotaf.models.base` (DDP, DataParallel and ``torch.compile`` wrappers are
+            looked through).
+        name: ``None`` for the model's ``cam_layer``; else a dotted module name as ``named_modules()`` gives it on
+            the unwrapped model, e.g. ``"backbone.layer3"`` for TSM (a ``wrap_model`` network is ``"net.*"``).
+        field: what the user set, named in the error (``"adversarial.cam_layer"``, ``"--cam-layer"``).
+
+    Raises:
+        CamLayerError: ``name`` is not a module of the model (the message names ``field``, the name and some valid
+            names), or the model is a token model (a video transformer whose ``cam_layer`` is a
+            :class:`~videotaf.models.tokens.TokenMapTap`) and ``name`` is another module: there, other layers
+            output token sequences, not the per-frame maps Eq. (2) needs, so only the model's own tap is accepted.
+        TypeError: the model has no ``cam_layer`` and no ``name`` was given.
+    """
+    inner = unwrap(model)
+    if name is None:
+        return _default_cam_layer(inner)
+    try:
+        layer = inner.get_submodule(name) if name else None
+    except AttributeError:
+        layer = None
+    if layer is None:
+        all_names = [n for n, _ in inner.named_modules() if n]
+        # "layer3" for TSM is "backbone.layer3": a name that ends the way the user's does is the likeliest fix.
+        guesses = [n for n in all_names if n.endswith("." + name)] or difflib.get_close_matches(name, all_names, 3)
+        hint = f"did you mean {', '.join(map(repr, guesses[:3]))}? " if guesses else ""
+        raise CamLayerError(
+            f"{field}: {name!r} is not a module of {type(inner).__name__}; {hint}"
+            f"modules include {', '.join(module_names_hint(inner))}"
+        )
+    own = getattr(inner, "cam_layer", None)
+    if isinstance(own, TokenMapTap) and layer is not own:
+        raise CamLayerError(
+            f"{field}: {type(inner).__name__} is a token model whose per-frame maps come from its own token fold; "
+            f"{name!r} outputs tokens, not (B, C, T', h, w) maps, so another CAM layer is not supported: "
+            f"leave {field} unset"
+        )
+    return layer
+
+
+def module_name(model: nn.Module, layer: nn.Module) -> str:
+    """``layer``'s dotted name in the unwrapped ``model`` (its class name if it is not a submodule)."""
+    for name, module in unwrap(model).named_modules():
+        if module is layer:
+            return name or type(layer).__name__
+    return type(layer).__name__
+
+
+def warn_if_coarse(model: nn.Module, layer: nn.Module, output: torch.Tensor, clips: torch.Tensor | None) -> None:
+    """Warn (:class:`CamResolutionWarning`, once per process per layer and map size) when ``layer``'s maps are
+    smaller than ``MIN_CAM_SIDE`` x ``MIN_CAM_SIDE``.
+
+    Args:
+        model: the model ``layer`` belongs to (for the layer's name in the message).
+        layer: the CAM layer.
+        output: its output as captured, ``(B*T', C, h, w)`` or ``(B, C, T', h, w)``; other shapes are left to
+            :func:`frame_maps` to refuse.
+        clips: the input ``(B, T, 3, H, W)``, for its size in the message (or None).
+    """
+    if output.dim() not in (4, 5):
+        return
+    h, w = int(output.shape[-2]), int(output.shape[-1])
+    if h >= MIN_CAM_SIDE and w >= MIN_CAM_SIDE:  # the common case costs two comparisons per forward
+        return
+    name = module_name(model, layer)
+    if (name, h, w) in _WARNED_COARSE:
+        return
+    _WARNED_COARSE.add((name, h, w))
+    size = f" from {clips.shape[-2]}x{clips.shape[-1]} px input" if clips is not None and clips.dim() >= 2 else ""
+    warnings.warn(
+        f"Grad-CAM maps of {name} are {h}x{w}{size}: below {MIN_CAM_SIDE}x{MIN_CAM_SIDE} TA's per-frame CAMs "
+        "(Eq. 2) have almost no spatial pattern; name a higher-resolution layer with adversarial.cam_layer "
+        "(or --cam-layer), e.g. backbone.layer3 for TSM, or use a larger input",
+        CamResolutionWarning,
+        stacklevel=3,  # the caller of the attack's forward or of temporal_gradcam
+    )
 
 
 class FeatureTap:
@@ -281,6 +395,7 @@ def temporal_gradcam(
     score: Score = "log_prob",
     relu: bool = False,
     norm: NormMode = "paper",
+    cam_layer: str | None = None,
 ) -> CamResult:
     """Per-frame Grad-CAM of a video model for figures and attention metrics (Eq. 2-3).
 
@@ -290,15 +405,22 @@ def temporal_gradcam(
         model: a model following :mod:`videotaf.models.base` (may be wrapped in DDP).
         clips: ``(B, T, 3, H, W)`` in [0, 1].
         targets: ``(B,)`` labels to explain; the predicted class when None.
+        cam_layer: dotted name of the module to read the maps from (:func:`cam_layer_of`); None: the model's own.
+
+    Warns:
+        CamResolutionWarning: the maps are smaller than 3x3 (once per layer and size, :func:`warn_if_coarse`).
     """
     tap = FeatureTap()
-    with torch.enable_grad(), tap.attached(cam_layer_of(model)):
+    layer = cam_layer_of(model, cam_layer)
+    with torch.enable_grad(), tap.attached(layer):
         logits, _ = split_output(model(clips))
         if targets is None:
             targets = logits.argmax(dim=1)
         # The score's gradient is scaled away from float16's underflow when autocast runs in float16.
         scale = 2.0**16 if float16_autocast(clips.device) else 1.0
-        cams = cams_from_forward(logits, tap.pop(), targets, score=score, relu=relu, grad_scale=scale)
+        features = tap.pop()
+        warn_if_coarse(model, layer, features, clips)
+        cams = cams_from_forward(logits, features, targets, score=score, relu=relu, grad_scale=scale)
     cams = cams.detach().float()
     cams_norm = normalize_cams(cams, mode=norm)
     return CamResult(cams, cams_norm, frame_attention(cams_norm), logits.detach(), targets)

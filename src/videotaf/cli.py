@@ -16,6 +16,10 @@ Exit statuses:
 =====  ==========================================================================================
 
 ``--debug`` (or ``VIDEOTAF_DEBUG=1``) prints the traceback of an expected failure too.
+
+Warnings (videotaf's, e.g. :class:`videotaf.cam.CamResolutionWarning`, and those of torch or other libraries) are
+printed as one line each, ``warning: <Category>: <message>``, on stderr, beside the output and never in place
+of the one ``error:`` line of a failure.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import argparse
 import importlib
 import os
 import sys
-from typing import NoReturn
+import warnings
+from typing import NoReturn, TextIO
 
 from videotaf.data.errors import DataError
 from videotaf.errors import VideotafError
@@ -72,6 +77,23 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` of the command line: one line, without Python's file:line and source echo (the
+    default is two lines, the second a line of library code that means nothing to a user)."""
+    text = " ".join(str(message).split()) or category.__name__
+    try:
+        print(f"warning: {category.__name__}: {text}", file=file or sys.stderr, flush=True)
+    except OSError:  # a closed or full stderr must not turn a warning into a failure
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     debug = args.debug or os.environ.get("VIDEOTAF_DEBUG", "") not in ("", "0")
+    # Scoped to the command: the caller's (a test's, an embedding program's) warning handling comes back after it.
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -95,6 +95,13 @@ class AdversarialConfig:
     ``target_rule`` (``paper``: Sec. 3.2's rule; ``true``; ``predicted``), ``second_order`` (differentiate
     through the Grad-CAM weights).
 
+    ``cam_layer``: the module whose output TA's per-frame Grad-CAM (Eq. 2) reads, by its dotted name in the model
+    (``named_modules()`` of the unwrapped model, e.g. ``backbone.layer3`` for TSM); ``null`` (default) is the
+    model's own CAM layer (layer4 for the ResNet models: 7x7 maps at the paper's 224 px, 2x2 at 56 px, where TA
+    degenerates; ``backbone.layer3`` gives 4x4 there). A name that is not a module of the model stops training
+    before the first step. The analysis commands (``videotaf analyze``, ``videotaf cam``) read their CAMs from
+    it too unless given ``--cam-layer``. Token models (video transformers) accept only their own CAM layer.
+
     Cost (see ``videotaf.objective``): ``fraction`` in (0, 1] is the share of each batch that is attacked and
     takes the adversarial path (1: every clip, the paper; at K = 1 a step's pass-count floor is 1 + 5 fraction / 3
     plain steps, 1.42 at 0.25, against 7/3 at 1); ``low_memory`` runs the clean loss's backward before the
@@ -115,6 +122,7 @@ class AdversarialConfig:
     second_order: bool = False
     fraction: float = 1.0
     low_memory: bool = False
+    cam_layer: str | None = None
 
     def ta_options(self) -> TAOptions | None:
         """TA's options for ``build_objective(ta=...)`` (None unless the method is ``taf``)."""
@@ -126,6 +134,7 @@ class AdversarialConfig:
             relu=self.cam_relu,
             target_rule=self.target_rule,
             second_order=self.second_order,
+            cam_layer=self.cam_layer,
         )
 
 
@@ -404,6 +413,9 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         raise bad("adversarial.steps", "an int >= 1", a.steps)
     if not 0.0 < a.fraction <= 1.0:
         raise bad("adversarial.fraction", "a float in (0, 1] (the share of each batch that is attacked)", a.fraction)
+    if a.cam_layer is not None and (not a.cam_layer.strip() or a.cam_layer != a.cam_layer.strip()):
+        # Whether the name is a module of the model is checked once the model is built (engine.train).
+        raise bad("adversarial.cam_layer", "null or a dotted module name such as backbone.layer3", a.cam_layer)
     if a.num_nonkey is not None and not 1 <= a.num_nonkey <= m.num_frames:
         raise bad("adversarial.num_nonkey", f"null or an int in [1, model.num_frames={m.num_frames}]", a.num_nonkey)
     if r.log_every < 1:

@@ -329,7 +329,8 @@ def build_objective(
         random_start: start PGD from a random point of the eps-ball (forces the naive schedule).
         fused: share the clean forward with the attack; default: whenever the attack allows it.
         generator: for TA's random target labels, the random start and the rows ``fraction`` attacks.
-        ta: TA's readings of the paper (:class:`~videotaf.attack.TAOptions`); only for ``method="taf"``.
+        ta: TA's readings of the paper and its CAM layer (:class:`~videotaf.attack.TAOptions`, e.g.
+            ``TAOptions(cam_layer="backbone.layer3")``); only for ``method="taf"``.
         fraction: the share of each batch that is attacked, in (0, 1] (1: every clip, the paper; module docstring).
         low_memory: the clean loss's backward before the adversarial forward (module docstring).
 

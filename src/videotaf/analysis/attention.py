@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation
-from videotaf.cam import Score, temporal_gradcam
+from videotaf.attack import CrossEntropyAugmentation, TAOptions, TemporalAdversarialAugmentation
+from videotaf.cam import Score, cam_layer_of, module_name, temporal_gradcam
 
 __all__ = [
     "normalized_entropy",
@@ -128,6 +128,7 @@ def analyze_attention(
     seed: int = 0,
     device: torch.device | str | None = None,
     max_batches: int | None = None,
+    cam_layer: str | None = None,
 ) -> dict[str, Any]:
     """Temporal attention metrics of ``model`` over ``batches`` and their change under attacks (Fig. 3, Sec. 3.2).
 
@@ -142,9 +143,12 @@ def analyze_attention(
             clip alike), ``"label"`` (true label) or ``"own"`` (each clip's own prediction).
         score: Grad-CAM score, see :func:`videotaf.cam.temporal_gradcam`.
         seed: seeds torch's RNG (forked, the caller's state is kept) for the attacks' random target labels.
+        cam_layer: dotted name of the module the CAMs (and the default TA's Eq. 2) read
+            (:func:`videotaf.cam.cam_layer_of`); None: the model's own ``cam_layer``.
 
     Returns:
-        JSON-serialisable dict: ``num_clips``, ``cam_frames`` (T'), ``num_weakest``, ``clean`` (metric ->
+        JSON-serialisable dict: ``num_clips``, ``cam_layer`` (the module's name), ``cam_frames`` (T'),
+        ``cam_size`` (``[h, w]`` of its maps), ``num_weakest``, ``clean`` (metric ->
         ``{"mean", "std"}``, plus ``top1`` and ``mean_profile``, the mean per-frame share by position) and, per
         attack, ``{"metrics": ..., "shift": {"l1", "tv", "entropy_change", "nonkey_gain"} -> {"mean", "std"},
         "top1": accuracy on attacked clips, "mean_profile": ...}``.
@@ -157,9 +161,12 @@ def analyze_attention(
     device = torch.device(device)
     was_training = model.training
     model.eval()
+    layer = cam_layer_of(model, cam_layer)  # a bad name fails before any clip is read
     if attacks is None:
         attacks = {
-            "ta": TemporalAdversarialAugmentation(model, eps=eps, step_size=step_size, steps=steps),
+            "ta": TemporalAdversarialAugmentation(
+                model, eps=eps, step_size=step_size, steps=steps, options=TAOptions(cam_layer=cam_layer)
+            ),
             "ce": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
         }
     clean_vals: dict[str, list[torch.Tensor]] = {"entropy": [], "weakest_share": [], "peak_share": []}
@@ -171,6 +178,7 @@ def analyze_attention(
     correct = {"clean": 0, **{a: 0 for a in attacks}}
     total = 0
     cam_frames: int | None = None
+    cam_size: list[int] | None = None
     n_used: int | None = num_weakest
     devices = [device.index or 0] if device.type == "cuda" else []
     try:
@@ -181,10 +189,17 @@ def analyze_attention(
                     break
                 clips = batch[0].to(device)
                 labels = torch.as_tensor(batch[1]).to(device).long()
-                clean = temporal_gradcam(model, clips, targets=labels if cam_target == "label" else None, score=score)
+                clean = temporal_gradcam(
+                    model,
+                    clips,
+                    targets=labels if cam_target == "label" else None,
+                    score=score,
+                    cam_layer=cam_layer,
+                )
                 p = clean.frame_scores.detach().double().cpu()
                 if cam_frames is None:
                     cam_frames = p.shape[1]
+                    cam_size = [int(clean.cams.shape[2]), int(clean.cams.shape[3])]
                     n_used = default_num_weakest(cam_frames) if num_weakest is None else int(num_weakest)
                 elif p.shape[1] != cam_frames:
                     raise ValueError(f"batch {b_idx}: {p.shape[1]} CAM frames, earlier batches had {cam_frames}")
@@ -196,7 +211,7 @@ def analyze_attention(
                 for a, attack in attacks.items():
                     adv = attack(clips, labels).detach()
                     targets = None if cam_target == "own" else clean.targets
-                    res = temporal_gradcam(model, adv, targets=targets, score=score)
+                    res = temporal_gradcam(model, adv, targets=targets, score=score, cam_layer=cam_layer)
                     q = res.frame_scores.detach().double().cpu()
                     with torch.no_grad():
                         correct[a] += int((model(adv).argmax(1) == labels).sum())
@@ -215,7 +230,9 @@ def analyze_attention(
 
     out: dict[str, Any] = {
         "num_clips": total,
+        "cam_layer": module_name(model, layer),
         "cam_frames": cam_frames,
+        "cam_size": cam_size,
         "num_weakest": n_used,
         "cam_target": cam_target,
         "score": score,

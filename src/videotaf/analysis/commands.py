@@ -5,13 +5,16 @@ Examples::
     videotaf robustness --checkpoint runs/tsm/checkpoints/best.pt --checkpoint runs/tsm_taf/checkpoints/best.pt \\
         --corruptions paper --severities 1 2 3 4 5 --out runs/tsm_taf/robustness
     videotaf analyze --checkpoint runs/tsm_taf/checkpoints/best.pt --max-clips 256 --out attention.json
+    videotaf analyze --checkpoint runs/tsm_taf/checkpoints/best.pt --cam-layer backbone.layer3 --out att_l3.json
     videotaf cam --checkpoint runs/tsm/checkpoints/best.pt --compare runs/tsm_taf/checkpoints/best.pt \\
         --video clip.webm --adversarial --out cam.png
     videotaf cam --checkpoint runs/tsm/checkpoints/best.pt --video dataset:17 --out cam17.png
     videotaf report runs/tsm runs/tsm_taf --out report/
 
 Models come from ``videotaf.engine.checkpoint.load_model``; datasets from the checkpoint's saved config (or
-``--config``) via ``videotaf.data.build_dataset`` with the test transforms and one clip per video.
+``--config``) via ``videotaf.data.build_dataset`` with the test transforms and one clip per video. The CAM layer
+of ``analyze``, ``cam`` and ``report --cam-examples`` is ``--cam-layer``, else that config's
+``adversarial.cam_layer``, else each model's own (:func:`videotaf.cam.cam_layer_of`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
 from videotaf.analysis.report import build_report
 from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
 from videotaf.analysis.stats import format_markdown
+from videotaf.cam import cam_layer_of
 from videotaf.cliargs import pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
@@ -118,6 +122,20 @@ def _config(args: argparse.Namespace, saved: dict[str, Any]) -> Any:
     return config_from_dict(apply_overrides(saved, overrides), "<checkpoint config>")
 
 
+def _cam_layer(args: argparse.Namespace, cfg: Any, models: dict[str, Any]) -> str | None:
+    """The CAM layer of ``analyze``, ``cam`` and ``report``: ``--cam-layer``, else the config's
+    ``adversarial.cam_layer`` (the layer TA was trained with, when the config is the checkpoint's), else None
+    (each model's own). One layer for every model, so their CAMs compare; checked against each model before any
+    clip is read, the error naming the flag or the config field."""
+    name, field = args.cam_layer, "--cam-layer"
+    if name is None:
+        name, field = getattr(getattr(cfg, "adversarial", None), "cam_layer", None), "adversarial.cam_layer"
+    if name is not None:
+        for model in models.values():
+            cam_layer_of(model, name, field=field)
+    return name
+
+
 def _loader(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] | None]:
     dataset = eval_dataset(cfg, args.split)
     workers = args.workers
@@ -171,7 +189,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         check_output(args.out, overwrite=args.overwrite)
     device = _device(args.device)
     models, cfgs = _load_models(args.checkpoint, args.name, device)
-    loader, _ = _loader(args, _config(args, cfgs[0]))
+    cfg = _config(args, cfgs[0])
+    cam_layer = _cam_layer(args, cfg, models)
+    loader, _ = _loader(args, cfg)
     out: dict[str, Any] = {"checkpoints": {n: str(p) for n, p in zip(models, args.checkpoint)}, "models": {}}
     for name, model in models.items():
         out["models"][name] = analyze_attention(
@@ -184,6 +204,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             cam_target=args.cam_target,
             seed=args.seed,
             device=device,
+            cam_layer=cam_layer,
         )
     text = json.dumps(out, indent=2) + "\n"
     if args.out is not None:
@@ -201,6 +222,7 @@ def _cmd_cam(args: argparse.Namespace) -> int:
     paths = [args.checkpoint] + list(args.compare)
     models, cfgs = _load_models(paths, args.name, device)
     cfg = _config(args, cfgs[0])
+    cam_layer = _cam_layer(args, cfg, models)
     label = None
     names = None
     if args.video.startswith("dataset:"):
@@ -233,6 +255,7 @@ def _cmd_cam(args: argparse.Namespace) -> int:
         target="label" if (args.target == "label" and label is not None) else "pred",
         class_names=names,
         seed=args.seed,
+        cam_layer=cam_layer,
     )
     title = f"{args.video}" + (f" (label {names[label] if names else label})" if label is not None else "")
     fig = cam_figure(rows, args.out, title=title)
@@ -283,13 +306,17 @@ def _report_cams(args: argparse.Namespace, work: Path) -> list[Path]:
         raise VideotafError("--cam-examples needs RUN/checkpoints/best.pt or last.pt in a run directory")
     device = _device(args.device)
     models, cfgs = _load_models(ckpts, None, device)
-    dataset = eval_dataset(_config(args, cfgs[0]), args.split)
+    cfg = _config(args, cfgs[0])
+    cam_layer = _cam_layer(args, cfg, models)
+    dataset = eval_dataset(cfg, args.split)
     names = class_names(dataset)
     out = []
     for i in range(min(args.cam_examples, len(dataset))):
         clip, label = dataset[i]
         label = int(label) if int(label) >= 0 else None
-        rows = cam_rows(models, clip, label, adversarial=args.adversarial, class_names=names, seed=args.seed)
+        rows = cam_rows(
+            models, clip, label, adversarial=args.adversarial, class_names=names, seed=args.seed, cam_layer=cam_layer
+        )
         out.append(cam_figure(rows, work / f"cam_item{i:04d}.png", title=f"dataset item {i}").path)
     return out
 
@@ -299,6 +326,16 @@ def _add_attack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eps", type=pixel_fraction, default=64 / 255, help="L_inf budget (default 64/255)")
     p.add_argument("--step-size", type=pixel_fraction, default=32 / 255, help="PGD step (default 32/255)")
     p.add_argument("--steps", type=int, default=1, help="PGD steps K (default 1)")
+
+
+def _add_cam_layer_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cam-layer",
+        default=None,
+        metavar="NAME",
+        help="module the CAMs (and TA) read, by dotted name, e.g. backbone.layer3 for TSM (default: the config's "
+        "adversarial.cam_layer, else each model's own CAM layer)",
+    )
 
 
 # ----------------------------------------------------------------------------------------- compare
@@ -399,6 +436,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_attack_args(p)
     p.add_argument("--num-weakest", type=int, default=None, help="n of the weakest-frames share (default T'/2)")
     p.add_argument("--cam-target", choices=["pred", "label", "own"], default="pred")
+    _add_cam_layer_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-clips", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="JSON file (default: print)")
@@ -417,6 +455,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=["pred", "label"], default="pred", help="class the CAMs explain")
     p.add_argument("--adversarial", action="store_true", help="add rows for the clip after TA and after CE-PGD")
     _add_attack_args(p)
+    _add_cam_layer_arg(p)
     p.add_argument("--size", type=int, default=None, help="crop size for --video files (default data.crop_size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="PNG path")
@@ -442,6 +481,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="draw CAM figures of the first N dataset items from the runs' checkpoints",
     )
     p.add_argument("--adversarial", action="store_true", help="with --cam-examples: add TA / CE-PGD rows")
+    _add_cam_layer_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--title", default="videotaf report")
     _add_data_args(p)

@@ -50,10 +50,12 @@ from videotaf.data.errors import AnnotationError, BadSampleError
 from videotaf.data.sampling import clip_indices
 from videotaf.data.transforms import (
     DEFAULT_SCALES,
+    TRAIN_CROPS,
+    TrainCrop,
     center_crop_params,
     crop_resize,
-    multiscale_crop_params,
     to_float,
+    train_crop_params,
 )
 
 __all__ = [
@@ -240,6 +242,8 @@ class VideoDataset(Dataset):
       Something-Something); flip_map (override {label: mirrored label}); test_clips (clips per test sample, 1);
       bad_input ("raise" or "skip"); seed (None: global torch RNG, seeded per worker by the DataLoader; an int:
       every item draws from a generator seeded by (seed, epoch, index), see :meth:`set_epoch`);
+      train_crop (training spatial view: "multiscale", the TSN multi-scale crop, default; "center", the test
+      view; "none", the whole frame resized; see :func:`~videotaf.data.transforms.train_crop_params`);
       scales / max_distort (multi-scale crop); shared_offset (one random offset for all segments, bLVNet);
       max_skip_tries (consecutive substitutes before giving up, 20); jpeg_draft (True: decode JPEG frames at least
       twice the size the crop needs at a reduced DCT scale, several times faster; see :meth:`decode_short_side`).
@@ -262,9 +266,12 @@ class VideoDataset(Dataset):
         shared_offset: bool = False,
         max_skip_tries: int = 20,
         jpeg_draft: bool = True,
+        train_crop: TrainCrop = "multiscale",
     ) -> None:
         if bad_input not in ("raise", "skip"):
             raise ValueError(f"bad_input must be 'raise' or 'skip', got {bad_input!r}")
+        if train_crop not in TRAIN_CROPS:
+            raise ValueError(f"train_crop must be one of {', '.join(map(repr, TRAIN_CROPS))}, got {train_crop!r}")
         if num_frames < 1 or crop_size < 1 or scale_size < 1 or test_clips < 1:
             raise ValueError(
                 f"num_frames, crop_size, scale_size and test_clips must be >= 1, got {num_frames}, {crop_size}, "
@@ -285,6 +292,7 @@ class VideoDataset(Dataset):
         self.shared_offset = bool(shared_offset)
         self.max_skip_tries = int(max_skip_tries)
         self.jpeg_draft = bool(jpeg_draft)
+        self.train_crop: TrainCrop = train_crop
         self.frame_template: str | None = None
         self.classes: list[str] = []
         self.samples: list[Sample] = []
@@ -406,11 +414,14 @@ class VideoDataset(Dataset):
     def decode_short_side(self) -> int:
         """The smallest frame short side from which the crop is still a downscale, never an upscale.
 
-        Test: the centre window is ``crop_size / scale_size`` of the short side, so ``scale_size``. Train: the
-        smallest multi-scale crop is ``min(scales)`` of the short side, so ``ceil(crop_size / min(scales))``.
+        Test (and ``train_crop="center"``, the same view): the centre window is ``crop_size / scale_size`` of the
+        short side, so ``scale_size``. Train, multi-scale: the smallest crop is ``min(scales)`` of the short side,
+        so ``ceil(crop_size / min(scales))``. ``train_crop="none"``: the whole frame becomes ``crop_size`` square.
         """
-        if self.train:
+        if self.train and self.train_crop == "multiscale":
             return max(self.crop_size, math.ceil(self.crop_size / min(self.scales)))
+        if self.train and self.train_crop == "none":
+            return self.crop_size
         return max(self.crop_size, self.scale_size)
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
@@ -429,8 +440,15 @@ class VideoDataset(Dataset):
         h, w = x.shape[-2:]
         label = s.label
         if self.train:
-            box = multiscale_crop_params(
-                h, w, self.crop_size, scales=self.scales, max_distort=self.max_distort, generator=g
+            box = train_crop_params(
+                self.train_crop,
+                h,
+                w,
+                self.crop_size,
+                self.scale_size,
+                scales=self.scales,
+                max_distort=self.max_distort,
+                generator=g,
             )
             x = crop_resize(x, box, self.crop_size)
             if self.flip and float(torch.rand((), generator=g)) < 0.5:

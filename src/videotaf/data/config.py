@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from videotaf.data.datasets import Diving48, FileList, SomethingV1, SomethingV2, VideoDataset
+from videotaf.data.transforms import TRAIN_CROPS
 
 __all__ = ["DataConfig", "build_dataset", "DATASET_KINDS"]
 
@@ -61,6 +62,13 @@ class DataConfig:
     #: Clips per evaluation video (shifted TSN offsets; items become ``(test_clips * T, 3, H, W)``), an int >= 1.
     #: Default 1 (the TAF paper's 1 clip, 1 centre crop; TPN reports 2 clips x 3 crops).
     test_clips: int = 1
+    #: Spatial augmentation in training: "multiscale" (the TSN multi-scale crop below, ``scales`` and
+    #: ``max_distort``, then resize to ``crop_size``), "center" (the evaluation view: short side resized to
+    #: ``scale_size``, centre ``crop_size`` crop; no spatial randomness) or "none" (the whole frame resized to
+    #: ``crop_size`` x ``crop_size``, aspect not kept, nothing cropped away). ``flip`` applies after any of them.
+    #: Default "multiscale" (TSM/TSN ``GroupMultiScaleCrop``; "center"/"none" are not in the references: for
+    #: small synthetic data whose content fills the frame, where a crop can cut the evidence out).
+    train_crop: Literal["multiscale", "center", "none"] = "multiscale"
     #: Multi-scale crop scales in training, fractions of the frame's short side. Default [1, 0.875, 0.75, 0.66]
     #: (TSM/TSN ``GroupMultiScaleCrop``).
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
@@ -94,6 +102,10 @@ class DataConfig:
             raise ValueError(f"data.kind must be one of {DATASET_KINDS}, got {self.kind!r}")
         if self.bad_input not in ("raise", "skip"):
             raise ValueError(f"data.bad_input must be 'raise' or 'skip', got {self.bad_input!r}")
+        if self.train_crop not in TRAIN_CROPS:
+            raise ValueError(
+                f"data.train_crop must be one of {', '.join(map(repr, TRAIN_CROPS))}, got {self.train_crop!r}"
+            )
         for name in ("num_frames", "crop_size", "scale_size", "test_clips"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)!r}")
@@ -128,6 +140,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> VideoDataset:
         max_distort=cfg.max_distort,
         shared_offset=cfg.shared_offset,
         jpeg_draft=cfg.jpeg_draft,
+        train_crop=cfg.train_crop,
     )
     common.update(cfg.options)
     if cfg.kind == "somethingv1":

@@ -1,25 +1,35 @@
 """Clip transforms of the TSN/TSM protocol on ``(T, 3, H, W)`` tensors; every frame of a clip gets the same crop.
 
-Train: multi-scale crop (scales 1, .875, .75, .66 of the short side, aspect distortion at most one scale step,
-13 fixed offsets) then resize to ``crop_size``; optional horizontal flip with a left/right label swap.
+Train (``train_crop``, :func:`train_crop_params`): ``"multiscale"`` (the default, TSN/TSM): multi-scale crop
+(scales 1, .875, .75, .66 of the short side, aspect distortion at most one scale step, 13 fixed offsets) then
+resize to ``crop_size``; ``"center"``: the test view below, no spatial randomness; ``"none"``: the whole frame
+resized to ``crop_size`` x ``crop_size`` (aspect not kept). Then an optional horizontal flip with a left/right
+label swap, whichever the crop.
 Test: resize the short side to ``scale_size`` then take the centre ``crop_size`` square.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
     "DEFAULT_SCALES",
+    "TRAIN_CROPS",
+    "TrainCrop",
     "fixed_crop_offsets",
     "multiscale_crop_params",
     "center_crop_params",
+    "train_crop_params",
     "crop_resize",
     "to_float",
 ]
 
 DEFAULT_SCALES = (1.0, 0.875, 0.75, 0.66)
+TrainCrop = Literal["multiscale", "center", "none"]
+TRAIN_CROPS: tuple[TrainCrop, ...] = ("multiscale", "center", "none")
 
 
 def fixed_crop_offsets(image_h: int, image_w: int, crop_h: int, crop_w: int) -> list[tuple[int, int]]:
@@ -69,6 +79,34 @@ def center_crop_params(image_h: int, image_w: int, scale_size: int, crop_size: i
     short = min(image_h, image_w)
     side = min(short, max(1, round(crop_size * short / scale_size)))
     return (image_h - side) // 2, (image_w - side) // 2, side, side
+
+
+def train_crop_params(
+    kind: TrainCrop,
+    image_h: int,
+    image_w: int,
+    crop_size: int,
+    scale_size: int,
+    *,
+    scales: tuple[float, ...] = DEFAULT_SCALES,
+    max_distort: int = 1,
+    generator: torch.Generator | None = None,
+) -> tuple[int, int, int, int]:
+    """Source window ``(top, left, height, width)`` of a training clip, resized to ``crop_size`` afterwards.
+
+    ``"multiscale"``: :func:`multiscale_crop_params` (draws two numbers from ``generator``); ``"center"``:
+    :func:`center_crop_params`, exactly the test view; ``"none"``: the whole frame. The last two draw nothing,
+    so the flip that follows sees the same generator stream whichever of them is used.
+    """
+    if kind == "multiscale":
+        return multiscale_crop_params(
+            image_h, image_w, crop_size, scales=scales, max_distort=max_distort, generator=generator
+        )
+    if kind == "center":
+        return center_crop_params(image_h, image_w, scale_size, crop_size)
+    if kind == "none":
+        return 0, 0, image_h, image_w
+    raise ValueError(f"train_crop must be one of {', '.join(map(repr, TRAIN_CROPS))}, got {kind!r}")
 
 
 def crop_resize(clip: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:

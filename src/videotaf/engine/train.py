@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from videotaf.bn import convert_dual_norm
+from videotaf.cam import cam_layer_of
 from videotaf.config import Config, config_to_dict, save_config
 from videotaf.engine import checkpoint as ckpt_mod
 from videotaf.engine.allocator import keep_freed_memory
@@ -300,6 +301,10 @@ def build_training(cfg: Config, info: DistInfo, steps_per_epoch: int, *, load_we
         low_memory=ac.low_memory,
     )
     model = build_model(cfg.model, load_weights=load_weights)
+    if ac.cam_layer is not None:
+        # A misspelt layer fails now, naming the field, rather than at the first TA step (or, for a method that
+        # does not run TA, not at all: the saved config would carry a name the analysis commands then refuse).
+        cam_layer_of(model, ac.cam_layer, field="adversarial.cam_layer")
     if rt.sync_bn and info.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if objective.needs_dual_bn:
