@@ -182,7 +182,5 @@ def test_the_worker_count_is_part_of_a_run_only_without_a_data_seed(tmp_path: Pa
     data = dataclasses.replace(seeded.data, root=str(synth_root), crop_size=12, scale_size=16, num_frames=4)
     ds = build_dataset(data, data.train_split, True)
     ds.set_epoch(1)
-    batches = {
-        w: [x for x, _ in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=w)] for w in (0, 2)
-    }
+    batches = {w: [x for x, _ in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=w)] for w in (0, 2)}
     assert len(batches[0]) == 3 and all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))
