@@ -36,10 +36,16 @@ MAIN = ["stem.0", "stem.1", "block.0", "block.1", "fc"]  # Toy2D's layers with p
 AUX = ["stem.0", "stem.1.aux_bn", "block.0", "block.1.aux_bn", "fc"]  # the same through the auxiliary BN
 
 
-def count(method: str, steps: int = 1, fused: bool = True, model_cls=Toy2D) -> common.PassCount:
+def count(
+    method: str, steps: int = 1, fused: bool = True, model_cls=Toy2D, low_memory: bool = False
+) -> common.PassCount:
+    """Passes of one step; the single-backward schedule unless ``low_memory`` (the default schedule, which
+    splits the final backward in two: same units)."""
     torch.manual_seed(0)
     model = model_cls().train()
-    objective = build_objective(method, steps=steps, fused=fused, generator=torch.Generator().manual_seed(0))
+    objective = build_objective(
+        method, steps=steps, fused=fused, generator=torch.Generator().manual_seed(0), low_memory=low_memory
+    )
     if objective.needs_dual_bn:
         convert_dual_bn(model)
     clips, labels = torch.rand(2, 4, 3, 16, 16), torch.tensor([0, 3])
@@ -87,6 +93,18 @@ def test_fused_taf_step_shares_the_clean_forward(steps, units):
     assert final.param_grads == params and len(params) == 14
     assert passes.units == units
     assert passes.units / count("plain").units == pytest.approx(units / 3)  # 7/3 and 11/3 of a plain step
+
+
+@pytest.mark.parametrize("steps,units", [(1, 7), (3, 11)])
+def test_low_memory_step_splits_the_final_backward_at_the_same_cost(steps, units):
+    passes = count("taf", steps, low_memory=True)
+    assert [f.layers for f in passes.forwards] == [MAIN] * steps + [AUX]
+    # The clean graph's backward runs right after the first attack step (it frees the clean graph), then the
+    # remaining attack steps, then the adversarial graph's own backward.
+    order = attack_passes(0, 1) + [[(0, "full")]] + attack_passes(1, steps - 1) + [[(steps, "full")]]
+    assert passes.traversals() == order
+    assert passes.units == units == count("taf", steps).units
+    assert build_objective("taf").low_memory  # the default schedule
 
 
 @pytest.mark.parametrize("steps,units", [(1, 8), (3, 12)])

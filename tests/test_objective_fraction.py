@@ -202,13 +202,14 @@ def test_fraction_validation():
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(ValueError, match="fraction"):
             build_objective("taf", fraction=bad)
-    assert build_objective("taf").fraction == 1.0 and not build_objective("taf").low_memory
+    assert build_objective("taf").fraction == 1.0 and build_objective("taf").low_memory  # the default (Sec. cost)
+    assert not build_objective("taf", low_memory=False).low_memory
     assert build_objective("plain", fraction=0.5).attack is None  # no adversarial path to thin out
 
 
 def test_config_fields_reach_the_objective(tmp_path):
     cfg = load_config(None)
-    assert cfg.adversarial.fraction == 1.0 and cfg.adversarial.low_memory is False
+    assert cfg.adversarial.fraction == 1.0 and cfg.adversarial.low_memory is True
     for bad in ("0", "1.5", "-0.25"):
         with pytest.raises(ConfigError, match="adversarial.fraction") as err:
             load_config(None, [f"adversarial.fraction={bad}"])
@@ -216,9 +217,9 @@ def test_config_fields_reach_the_objective(tmp_path):
     with pytest.raises(ConfigError, match="adversarial.low_memory"):
         load_config(None, ["adversarial.low_memory=3"])
     cfg = toy_config(str(tmp_path), "taf")
-    cfg.adversarial.fraction, cfg.adversarial.low_memory = 0.25, True
+    cfg.adversarial.fraction, cfg.adversarial.low_memory = 0.25, False
     objective = train_mod.build_training(cfg, DistInfo(), 1, load_weights=False).objective
-    assert objective.fraction == 0.25 and objective.low_memory
+    assert objective.fraction == 0.25 and not objective.low_memory
 
 
 # ------------------------------------------------------------------------------------------- pass counts
@@ -356,7 +357,7 @@ def test_low_memory_frees_the_clean_graph_before_the_adversarial_forward():
         return stats["peak"]
 
     base = plain()
-    assert peak() / base == pytest.approx(2.0, abs=0.05)  # clean + adversarial graph
-    assert peak(low_memory=True) / base < 1.1  # one graph at a time
-    assert peak(fraction=0.25) / base == pytest.approx(1.25, abs=0.05)  # clean graph + a quarter
-    assert peak(fraction=0.25, low_memory=True) / base < 1.1
+    assert peak(low_memory=False) / base == pytest.approx(2.0, abs=0.05)  # clean + adversarial graph
+    assert peak() / base < 1.1  # one graph at a time: the default
+    assert peak(fraction=0.25, low_memory=False) / base == pytest.approx(1.25, abs=0.05)  # clean + a quarter
+    assert peak(fraction=0.25) / base < 1.1

@@ -56,7 +56,8 @@ backward: twice a plain step's activation memory. With ``low_memory=True`` the c
 (``alpha * L_clean``, through the given ``backward`` callable) runs right after the attack's first input
 gradient, which frees the clean graph before the adversarial forward; the adversarial loss's backward
 (``(1 - alpha) * L_adv``) follows. Same passes and gradients (up to float summation order), peak activation
-memory about one graph. Under DistributedDataParallel the clean forward and its backward run in
+memory about one graph, and no measurable time (0.99-1.05x the single-backward step, BENCHMARKS.md), so it is
+the default; ``low_memory=False`` keeps the single backward. Under DistributedDataParallel the clean forward and its backward run in
 ``model.no_sync()``, so the gradients are still reduced once per step, by the second backward; parameters that
 second backward cannot reach (the main-path BatchNorm affine parameters, used only by the clean forward) get a
 zero-weighted term in it so that DDP (``find_unused_parameters=False``) still sees every gradient ready.
@@ -153,7 +154,7 @@ class Objective:
         dual_bn: bool = False,
         fused: bool = True,
         fraction: float = 1.0,
-        low_memory: bool = False,
+        low_memory: bool = True,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -318,7 +319,7 @@ def build_objective(
     generator: torch.Generator | None = None,
     ta: TAOptions | None = None,
     fraction: float = 1.0,
-    low_memory: bool = False,
+    low_memory: bool = True,
 ) -> Objective:
     """The objective of a fine-tuning method (see the module docstring); paper defaults.
 
@@ -332,7 +333,8 @@ def build_objective(
         ta: TA's readings of the paper and its CAM layer (:class:`~videotaf.attack.TAOptions`, e.g.
             ``TAOptions(cam_layer="backbone.layer3")``); only for ``method="taf"``.
         fraction: the share of each batch that is attacked, in (0, 1] (1: every clip, the paper; module docstring).
-        low_memory: the clean loss's backward before the adversarial forward (module docstring).
+        low_memory: the clean loss's backward before the adversarial forward (module docstring); the default:
+            half the fused step's activation memory at the same cost (``benchmarks/step_cost.py``).
 
     ``fraction`` and ``low_memory`` do not apply to ``plain`` (ignored, like ``alpha``).
     """

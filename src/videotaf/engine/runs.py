@@ -70,7 +70,10 @@ def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
         # workers changes only the speed (without one, each worker's RNG shapes the crops).
         data.pop("num_workers", None)
         data.pop("pin_memory", None)
-    return {**cfg_dict, "runtime": runtime, "data": data}
+    # The low-memory step computes the fused step's gradients in two backwards instead of one (equal up to float
+    # summation order, like a run moved to another device): a run may switch between them and stay the same run.
+    adversarial = {k: v for k, v in cfg_dict["adversarial"].items() if k != "low_memory"}
+    return {**cfg_dict, "runtime": runtime, "data": data, "adversarial": adversarial}
 
 
 def same_config(run_dir: str | Path, cfg: Config) -> bool:
