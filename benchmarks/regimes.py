@@ -186,7 +186,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         header(),
         f"Every row is one `videotaf compare` from its baseline: plain, TAF, CE-PGD (`ce_adv`) and AdvProp, "
-        f"{result['seeds']} paired seeds, {sizes['finetune_epochs']}-epoch fine-tunes (LR x0.1 after "
+        f"{result['seeds']} paired seeds unless the seeds column says fewer, {sizes['finetune_epochs']}-epoch fine-tunes (LR x0.1 after "
         f"{result['decay_after']}). Centre point: {CELLS[0].level}; synthetic data of the claims benchmark "
         f"({sizes['classes']} classes, {sizes['val_per_class']} val clips per class, TSM-18 at 1/4 width, crop "
         f"{sizes['crop']}). Differences in pp, top-1 of the method minus plain (TA - CE: TAF minus CE-PGD), with the "
@@ -196,9 +196,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"total variation TA moves it by, on {result['cam_clips']} val clips. Wall time "
         f"{result['timings']['total_s'] / 60:.1f} min for this invocation (reused runs included at no cost).",
         "",
-        "| factor | level | plain top-1 | plain train-val gap | TAF - plain | CE - plain | AdvProp - plain |"
+        "| factor | level | seeds | plain top-1 | plain train-val gap | TAF - plain | CE - plain | AdvProp - plain |"
         " TA - CE | verdicts TAF / CE / AdvProp / TA-CE | MDD TAF | CAM peak / entropy / TA TV |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["cells"]:
         cell, cam = row["cell"], result["cam"].get(row["cell"]["data"] + ":" + row["cell"]["cam_map"])
@@ -206,7 +206,7 @@ def markdown(result: dict[str, Any]) -> str:
         gap = row["plain_gap"]
         cam_text = "-" if cam is None else f"{cam['peak_share']:.3f} / {cam['entropy']:.3f} / {cam['ta_tv']:.3f}"
         lines.append(
-            f"| {cell['factor']} | {cell['level']} | {row['plain_top1']['mean']:.1f} | "
+            f"| {cell['factor']} | {cell['level']} | {row['n_seeds']} | {row['plain_top1']['mean']:.1f} | "
             f"{'-' if gap is None else format(gap['mean'], '.1f')} | {fmt_delta(row['taf'])} | "
             f"{fmt_delta(row['ce_adv'])} | {fmt_delta(row['advprop'])} | {fmt_delta(row['taf_vs_ce_adv'])} | "
             f"{verdicts} | {claims.fmt(row['taf']['mdd'], '.2f')} | {cam_text} |"
@@ -243,7 +243,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-md", action="store_true", help="do not rewrite the regimes section of BENCHMARKS.md")
     p.add_argument("--seeds", type=int, default=None, help="paired seeds per cell (default 3; quick 2)")
     names = [c.name for c in CELLS] + list(DERIVED)
-    p.add_argument("--cells", nargs="+", choices=names, default=names, help="cells to run (default all)")
+    p.add_argument("--cells", nargs="+", choices=names, default=names, help="cells to run, in this order (default all)")
+    p.add_argument(
+        "--cell-seeds",
+        nargs="+",
+        default=[],
+        metavar="CELL=N",
+        help="fewer (or more) seeds for some cells, e.g. attack_k3=1 (the table says how many each had)",
+    )
     p.add_argument("--cam-clips", type=int, default=None, help="val clips for the CAM statistics (default 512)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     return p.parse_args(argv)
@@ -258,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work: Path = args.work or ROOT / "runs" / ("regimes_quick" if args.quick else "claims")
     out_json: Path = args.out or ROOT / "benchmarks" / "results" / f"regimes{'_quick' if args.quick else ''}.json"
     work.mkdir(parents=True, exist_ok=True)
+    names_all = [c.name for c in CELLS] + list(DERIVED)
     t0 = time.perf_counter()
 
     small = dataclasses.replace(
@@ -291,10 +299,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cam: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
 
+    cell_seeds = {}
+    for item in args.cell_seeds:
+        name, _, n = item.partition("=")
+        if name not in names_all or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--cell-seeds {item!r}: expected CELL=N with N >= 1 and CELL one of {names_all}")
+        cell_seeds[name] = int(n)
+
     def run_cell(cell: Cell) -> dict[str, Any]:
         b = baseline(cell.data)
+        n_seeds = cell_seeds.get(cell.name, seeds)
         settings = claims.compare_settings(
-            b["checkpoint"], b["sizes"], cell.arms(), seeds, cell.lr_from, work / cell.pool, b["subset"]
+            b["checkpoint"], b["sizes"], cell.arms(), n_seeds, cell.lr_from, work / cell.pool, b["subset"]
         )
         settings = dataclasses.replace(settings, overrides=cell.common)
         plan, result = claims.run_arms(settings, b["long_term"], work / "regimes" / cell.name)
@@ -309,18 +325,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log(f"{cell.name}: TAF - plain {t['mean']:+.2f} {claims.ci_text(t['ci95'])} -> {t['verdict']}")
         return row
 
-    for cell in CELLS:
-        if cell.name in args.cells:
-            rows.append(run_cell(cell))
-    wanted_attacks = [c for c in DERIVED if c in args.cells]
+    by_name = {c.name: c for c in CELLS}
+    for name in args.cells:
+        if name in by_name:
+            rows.append(run_cell(by_name[name]))
+    wanted_attacks = [c for c in args.cells if c in DERIVED]
     best = None
     if wanted_attacks and rows:
         best_row = max(rows, key=lambda r: r["taf"]["mean"])
-        best = next(c for c in CELLS if c.name == best_row["cell"]["name"])
+        best = by_name[best_row["cell"]["name"]]
         log(f"attack strength at the best cell so far: {best.name} (TAF - plain {best_row['taf']['mean']:+.2f})")
-        for cell in attack_cells(best):
-            if cell.name in wanted_attacks:
-                rows.append(run_cell(cell))
+        attacks = {c.name: c for c in attack_cells(best)}
+        for name in wanted_attacks:
+            rows.append(run_cell(attacks[name]))
 
     result = {
         "quick": args.quick,
