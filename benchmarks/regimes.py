@@ -211,6 +211,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fmt_delta(row['ce_adv'])} | {fmt_delta(row['advprop'])} | {fmt_delta(row['taf_vs_ce_adv'])} | "
             f"{verdicts} | {claims.fmt(row['taf']['mdd'], '.2f')} | {cam_text} |"
         )
+    if result.get("attack_at"):
+        lines += [
+            "",
+            f"Attack-strength cells: TAF with eps 16/255 (step 8/255, K 1) and with K 3 at `{result['attack_at']}` "
+            f"({result['attack_at_chosen']}); the other arms there are that cell's runs.",
+        ]
     lines += ["", "Baselines:", ""]
     for name, b in result["baselines"].items():
         lines.append(
@@ -250,6 +256,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="CELL=N",
         help="fewer (or more) seeds for some cells, e.g. attack_k3=1 (the table says how many each had)",
+    )
+    p.add_argument(
+        "--attack-at",
+        choices=[c.name for c in CELLS],
+        help="the cell the attack-strength cells vary (default: the run cell with the largest TAF - plain)",
     )
     p.add_argument("--cam-clips", type=int, default=None, help="val clips for the CAM statistics (default 512)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -331,10 +342,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows.append(run_cell(by_name[name]))
     wanted_attacks = [c for c in args.cells if c in DERIVED]
     best = None
-    if wanted_attacks and rows:
-        best_row = max(rows, key=lambda r: r["taf"]["mean"])
-        best = by_name[best_row["cell"]["name"]]
-        log(f"attack strength at the best cell so far: {best.name} (TAF - plain {best_row['taf']['mean']:+.2f})")
+    if wanted_attacks and (rows or args.attack_at):
+        if args.attack_at:
+            best = by_name[args.attack_at]
+        else:
+            best_row = max(rows, key=lambda r: r["taf"]["mean"])
+            best = by_name[best_row["cell"]["name"]]
+        log(f"attack strength at {best.name}")
         attacks = {c.name: c for c in attack_cells(best)}
         for name in wanted_attacks:
             rows.append(run_cell(attacks[name]))
@@ -346,7 +360,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "decay_after": sizes.decay_after,
         "seeds": seeds,
         "cam_clips": cam_clips,
-        "best_cell": None if best is None else best.name,
+        "attack_at": None if best is None else best.name,
+        "attack_at_chosen": "given (--attack-at)" if args.attack_at else "largest TAF - plain among the cells run",
         "baselines": {k: v["calibration"] for k, v in bases.items()},
         "cam": cam,
         "cells": rows,
