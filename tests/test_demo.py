@@ -14,7 +14,10 @@ from videotaf.cli import main
 def test_demo_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # The demo follows its own advice: TA reads a layer whose maps are at least 3x3, so no CamResolutionWarning.
+    assert "CamResolutionWarning" not in captured.err
     assert "TSM baseline" in printed and "+ TAF fine-tune" in printed and "long-term" in printed
 
     results = json.loads((out / "results.json").read_text())
@@ -33,6 +36,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     taf = yaml.safe_load((out / "taf" / "config.yaml").read_text())
     assert plain["optim"] == taf["optim"] and plain["model"]["pretrained"] == taf["model"]["pretrained"]
     assert taf["adversarial"]["method"] == "taf" and plain["adversarial"]["method"] == "plain"
+    assert taf["adversarial"]["cam_layer"] == results["size"]["cam_layer"] == "backbone.layer2"  # 4x4 at 32 px
     for run in ("baseline", "plain", "taf"):
         records = (out / run / "metrics.jsonl").read_text().splitlines()
         assert len(records) == results["size"]["base_epochs" if run == "baseline" else "finetune_epochs"]

@@ -59,6 +59,9 @@ class DemoSize:
     finetune_decay_after: int = 3
     lr: float = 0.01
     num_workers: int = 1
+    #: TA's CAM layer: at 56 px layer4's maps are 2x2, where TA's per-frame Grad-CAM has almost no spatial
+    #: pattern (the library warns below 3x3); layer3 gives 4x4 (``benchmarks/regimes.py`` measured both).
+    cam_layer: str = "backbone.layer3"
 
 
 FULL = DemoSize()
@@ -76,6 +79,7 @@ QUICK = DemoSize(
     finetune_decay_after=1,
     lr=0.01,
     num_workers=0,
+    cam_layer="backbone.layer2",  # 4x4 at 32 px
 )
 
 
@@ -112,7 +116,7 @@ def baseline_config(size: DemoSize, data_root: str | Path, out_dir: str | Path, 
                 "fc_lr_mult_weight": 1.0,
                 "fc_lr_mult_bias": 1.0,
             },
-            "adversarial": {"method": "plain"},
+            "adversarial": {"method": "plain", "cam_layer": size.cam_layer},
             "runtime": {
                 "device": "cpu",
                 "seed": seed,
@@ -204,7 +208,7 @@ def _cam_figures(out: Path, runs: dict[str, Path], cfg: Config, count: int = 2) 
     written = []
     for i in picks:
         clip, label = ds[i]
-        rows = cam_rows(models, clip, label, class_names=ds.classes)
+        rows = cam_rows(models, clip, label, class_names=ds.classes, cam_layer=cfg.adversarial.cam_layer)
         path = out / "figures" / f"cam_val{i:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         cam_figure(rows, path, title=f"{ds.classes[label]} (val clip {i})")
