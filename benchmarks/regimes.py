@@ -193,7 +193,9 @@ def markdown(result: dict[str, Any]) -> str:
         "Student t 95% CI over seeds; the verdict also needs the paired bootstrap CI over clips to agree "
         "(`better` / `worse` / `n.d.` = no detectable difference). CAM columns: the baseline's clean frame "
         "attention at the cell's CAM layer (peak frame share, normalised entropy; uniform = 1/8 and 1) and the "
-        f"total variation TA moves it by, on {result['cam_clips']} val clips. Wall time "
+        f"total variation TA moves it by, on {result['cam_clips']} val clips. Rows with 1 seed have no seed "
+        "interval: their verdict rests on the clip interval alone and does not measure training noise (indicative "
+        f"only; they were cut to fit the session). Wall time "
         f"{result['timings']['total_s'] / 60:.1f} min for this invocation (reused runs included at no cost).",
         "",
         "| factor | level | seeds | plain top-1 | plain train-val gap | TAF - plain | CE - plain | AdvProp - plain |"
@@ -221,7 +223,7 @@ def markdown(result: dict[str, Any]) -> str:
     for name, b in result["baselines"].items():
         lines.append(
             f"- {name}: train top-1 {b['train_top1']:.1f}, val top-1 {b['val_top1']:.1f} (chance {b['chance']:.1f}), "
-            f"gap {b['gap']:.1f} pp" + ("" if b["overfits"] else " (**not** over-fitting as intended)")
+            f"gap {b['gap']:.1f} pp" + ("" if b["overfits"] else f" (not the intended regime: {b.get('why_not')})")
         )
     wins = [r for r in result["cells"] if r["taf"]["verdict"] == "better"]
     lines += [
