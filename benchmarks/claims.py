@@ -44,16 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, header, update_section, write_json
 from videotaf.analysis import stats
 from videotaf.analysis.attention import analyze_attention
-from videotaf.analysis.compare import (
-    CompareSettings,
-    MethodSpec,
-    PlannedRun,
-    check_plan,
-    collect,
-    execute,
-    plan_runs,
-    write_outputs,
-)
+from videotaf.analysis.compare import CompareSettings, MethodSpec, PlannedRun, plan_runs, run_compare
 from videotaf.analysis.robustness import evaluate_robustness
 from videotaf.config import Config, config_from_dict
 from videotaf.data import build_dataset
@@ -378,21 +369,13 @@ def compare_settings(
     )
 
 
-def run_arms(settings: CompareSettings, long_term: list[str], out_dir: Path) -> tuple[list[PlannedRun], dict[str, Any]]:
-    """Plan, run (finished runs reused, an interrupted one resumed) and score one comparison; its
-    ``compare.json/md/png`` go to ``out_dir`` (which may differ from the runs' directory: the sweep shares the
-    main comparison's runs)."""
+def run_arms(settings: CompareSettings, out_dir: Path) -> tuple[list[PlannedRun], dict[str, Any]]:
+    """Plan, run (finished runs reused, an interrupted one resumed) and score one comparison with
+    :func:`videotaf.analysis.compare.run_compare`; its ``compare.json/md/png`` go to ``out_dir`` (which may differ
+    from the runs' directory: the sweep shares the main comparison's runs)."""
     plan = plan_runs(settings)
-    todo = list(check_plan(plan, overwrite=False).values())
-    log(
-        f"{settings.out_dir.name}: {len(plan)} fine-tunes, {todo.count('reuse')} reused, {todo.count('resume')} resumed"
-    )
     t = time.perf_counter()
-    execute(plan, subset=long_term)
-    result = collect(plan, subset=long_term, n_boot=settings.n_boot)
-    result["checkpoint"] = str(settings.checkpoint)
-    result["lr_from"] = settings.lr_from
-    write_outputs(result, out_dir)
+    result = run_compare(settings, plan=plan, out_dir=out_dir)
     log(f"{settings.out_dir.name}: done in {time.perf_counter() - t:.0f} s -> {out_dir / 'compare.json'}")
     return plan, result
 
@@ -1046,7 +1029,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         assert settings.base is not None
         lrs[reading] = finetune_lr(checkpoint, reading, settings.base.optim.lr)
-        plan, compared[reading] = run_arms(settings, long_term, settings.out_dir)
+        plan, compared[reading] = run_arms(settings, settings.out_dir)
         dirs[reading], rows[reading] = {}, {}
         for run in plan:  # seed-major: each arm's list is in seed order
             dirs[reading].setdefault(run.spec.label, []).append(run.run_dir)
@@ -1072,7 +1055,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             work / f"lr_{primary}",
             subset_file,
         )
-        _, sweep_result = run_arms(settings, long_term, work / "sweep")
+        _, sweep_result = run_arms(settings, work / "sweep")
         sweep = sweep_summary(sweep_result, plan_arms)
         timings["sweep_s"] = time.perf_counter() - t
 

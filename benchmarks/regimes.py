@@ -123,19 +123,12 @@ def cam_statistics(checkpoint: Path, val_cfg: Any, layer: str, clips: int) -> di
     model, _ = load_model(checkpoint)
     ds = claims.spread(build_dataset(val_cfg.data, val_cfg.data.val_split, False), clips)
     loader = DataLoader(ds, batch_size=16, shuffle=False, num_workers=0)
-    shapes: list[list[int]] = []
-    hook = dict(model.named_modules())[layer].register_forward_hook(
-        lambda _m, _i, out: shapes.append(list(out.shape[-2:]))
-    )
-    with torch.no_grad():
-        model.eval()(next(iter(loader))[0][:1])
-    hook.remove()
     res = analyze_attention(model, loader, eps=64 / 255, step_size=32 / 255, steps=1, cam_layer=layer)
     clean, ta = res["clean"], res["attacks"]["ta"]["shift"]
     return {
         "layer": layer,
         "num_clips": res["num_clips"],
-        "map": shapes[0],
+        "map": res["cam_size"],
         "entropy": clean["entropy"]["mean"],
         "peak_share": clean["peak_share"]["mean"],
         "ta_tv": ta["tv"]["mean"],
@@ -326,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             b["checkpoint"], b["sizes"], cell.arms(), n_seeds, cell.lr_from, work / cell.pool, b["subset"]
         )
         settings = dataclasses.replace(settings, overrides=cell.common)
-        plan, result = claims.run_arms(settings, b["long_term"], work / "regimes" / cell.name)
+        plan, result = claims.run_arms(settings, work / "regimes" / cell.name)
         dirs: dict[str, list[Path]] = {}
         for run in plan:
             dirs.setdefault(run.spec.label, []).append(run.run_dir)

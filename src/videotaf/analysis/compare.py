@@ -292,9 +292,20 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     return paths
 
 
-def run_compare(settings: CompareSettings, *, overwrite: bool = False, devices: Sequence[str] | None = None) -> dict:
-    """Plan, check, run and score a comparison; returns the ``compare.json`` body (also written)."""
-    plan = plan_runs(settings)
+def run_compare(
+    settings: CompareSettings,
+    *,
+    overwrite: bool = False,
+    devices: Sequence[str] | None = None,
+    plan: Sequence[PlannedRun] | None = None,
+    out_dir: Path | None = None,
+) -> dict:
+    """Plan, check, run and score a comparison; returns the ``compare.json`` body (also written).
+
+    ``plan``: the runs, when the caller already planned them (default ``plan_runs(settings)``); ``out_dir``: where
+    ``compare.json/md/png`` go (default ``settings.out_dir``; another directory lets several comparisons share
+    one directory of runs)."""
+    plan = plan_runs(settings) if plan is None else plan
     subset = None
     if settings.subset_classes is not None:
         subset = read_class_subset(settings.subset_classes, validation_class_names(plan[0].cfg))
@@ -304,5 +315,6 @@ def run_compare(settings: CompareSettings, *, overwrite: bool = False, devices: 
     execute(plan, subset=subset, overwrite=overwrite, devices=devices)
     result = collect(plan, subset=subset, n_boot=settings.n_boot)
     result["checkpoint"] = str(settings.checkpoint)
-    write_outputs(result, settings.out_dir)
+    result["lr_from"] = settings.lr_from
+    write_outputs(result, settings.out_dir if out_dir is None else out_dir)
     return result
