@@ -12,7 +12,6 @@ ran, and the deterministic quantities (pass floors, activation memory of the fus
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -22,18 +21,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench_common import ROOT, common
 from videotaf.bn import convert_dual_bn
 from videotaf.objective import build_objective
 
-from toy_models import Toy2D, Toy3D
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("benchmarks_common", ROOT / "benchmarks" / "_common.py")
-common = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
-
-MAIN = ["stem.0", "stem.1", "block.0", "block.1", "fc"]  # Toy2D's layers with parameters, in forward order
-AUX = ["stem.0", "stem.1.aux_bn", "block.0", "block.1.aux_bn", "fc"]  # the same through the auxiliary BN
+from toy_models import AUX, MAIN, Toy2D, Toy3D
 
 
 def count(

@@ -17,31 +17,20 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from videotaf.attack import TAOptions
-from videotaf.bn import convert_dual_bn
 from videotaf.objective import build_objective
 
-from toy_models import Toy2D
+from toy_models import ddp_batch, dual_bn_toy2d
 
 pytestmark = pytest.mark.slow
-
-
-def _data():
-    g = torch.Generator().manual_seed(3)
-    return torch.rand(4, 4, 3, 12, 12, generator=g), torch.tensor([0, 1, 2, 3])
-
-
-def _model(bn: bool):
-    torch.manual_seed(0)
-    return convert_dual_bn(Toy2D(bn=bn))
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str, bn: bool) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
-        model = _model(bn)
+        model = dual_bn_toy2d(bn)
         ddp = DDP(model, broadcast_buffers=False)
-        clips, labels = _data()
+        clips, labels = ddp_batch()
         half = slice(rank * 2, rank * 2 + 2)
         objective = build_objective("taf", ta=TAOptions(target_rule="true"))
         for _ in range(2):  # two steps: the second checks the reducer finished the first
@@ -58,9 +47,9 @@ def test_ddp_taf_step_matches_single_process_on_global_batch():
         g0 = torch.load(os.path.join(tmp, "grads0.pt"), weights_only=True)
         g1 = torch.load(os.path.join(tmp, "grads1.pt"), weights_only=True)
 
-    model = _model(False)
+    model = dual_bn_toy2d(False)
     ref = copy.deepcopy(model)
-    clips, labels = _data()
+    clips, labels = ddp_batch()
     objective = build_objective("taf", ta=TAOptions(target_rule="true"))
     # The DDP ranks stepped twice; replay the first step's update-free second step the same way.
     for _ in range(2):

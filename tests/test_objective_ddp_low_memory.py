@@ -21,10 +21,9 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from videotaf.attack import TAOptions
-from videotaf.bn import convert_dual_bn
 from videotaf.objective import build_objective
 
-from toy_models import Toy2D
+from toy_models import ddp_batch, dual_bn_toy2d
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +38,6 @@ CASES = {
 STEPS = 2
 
 
-def _data():
-    g = torch.Generator().manual_seed(3)
-    return torch.rand(4, 4, 3, 12, 12, generator=g), torch.tensor([0, 1, 2, 3])
-
-
-def _model(bn: bool):
-    torch.manual_seed(0)
-    return convert_dual_bn(Toy2D(bn=bn))
-
-
 def _objective(low_memory: bool):
     return build_objective("taf", ta=TAOptions(target_rule="true"), low_memory=low_memory)
 
@@ -57,11 +46,11 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
-        clips, labels = _data()
+        clips, labels = ddp_batch()
         half = slice(rank * 2, rank * 2 + 2)
         results = {}
         for name, (bn, low_memory, unused) in CASES.items():
-            model = _model(bn)
+            model = dual_bn_toy2d(bn)
             ddp = DDP(model, broadcast_buffers=False, find_unused_parameters=unused)
             calls: list[tuple[int, int]] = []  # (step, bucket index) per comm hook call
             step = [0]
@@ -102,8 +91,8 @@ def test_the_reducer_runs_once_per_step(ranks):
 
 def test_low_memory_ddp_gradients_equal_single_process_on_the_global_batch(ranks):
     g0, g1 = ranks[0]["low"]["grads"], ranks[1]["low"]["grads"]
-    model = _model(False)
-    clips, labels = _data()
+    model = dual_bn_toy2d(False)
+    clips, labels = ddp_batch()
     for low_memory in (True, False):
         ref = copy.deepcopy(model)
         objective = _objective(low_memory)

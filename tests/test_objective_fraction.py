@@ -10,16 +10,14 @@ about half the activation memory.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 import weakref
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from bench_common import common
 from engine_toys import toy_config
 from videotaf.attack import CrossEntropyAugmentation, TemporalAdversarialAugmentation
 from videotaf.bn import adversarial_path, convert_dual_bn
@@ -29,15 +27,8 @@ from videotaf.engine.distributed import DistInfo
 from videotaf.models.base import split_output
 from videotaf.objective import build_objective, model_loss
 
-from toy_models import Toy2D, Toy3D
+from toy_models import AUX, MAIN, Toy2D, Toy3D
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("benchmarks_common", ROOT / "benchmarks" / "_common.py")
-common = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
-
-MAIN = ["stem.0", "stem.1", "block.0", "block.1", "fc"]  # Toy2D's layers with parameters, in forward order
-AUX = ["stem.0", "stem.1.aux_bn", "block.0", "block.1.aux_bn", "fc"]  # the same through the auxiliary BN
 SEED = 5
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from videotaf.bn import convert_dual_bn
 from videotaf.models.base import VideoClassifier
 from videotaf.models.layers import Normalize
+
+MAIN = ["stem.0", "stem.1", "block.0", "block.1", "fc"]  # Toy2D's layers with parameters, in forward order
+AUX = ["stem.0", "stem.1.aux_bn", "block.0", "block.1.aux_bn", "fc"]  # the same through the auxiliary BN
 
 
 class Toy2D(VideoClassifier):
@@ -88,3 +92,15 @@ class LinearHead2D(VideoClassifier):
         b, t = clips.shape[:2]
         x = self.act(self.conv(clips.flatten(0, 1)))
         return self.fc(x.mean(dim=(2, 3))).view(b, t, -1).mean(dim=1)
+
+
+def ddp_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed 4-clip batch of the DDP objective tests (split 2 + 2 over two processes)."""
+    g = torch.Generator().manual_seed(3)
+    return torch.rand(4, 4, 3, 12, 12, generator=g), torch.tensor([0, 1, 2, 3])
+
+
+def dual_bn_toy2d(bn: bool) -> Toy2D:
+    """A seeded :class:`Toy2D` (with or without BatchNorm) converted to dual BN, as TAF trains it."""
+    torch.manual_seed(0)
+    return convert_dual_bn(Toy2D(bn=bn))
