@@ -115,14 +115,24 @@ class Sizes:
     attention_clips: int = 512  # ... and for Figures 3 and 6
     n_boot: int = 10000
 
+    #: The baseline network's model options (the small TSM of the demo and the tests by default).
+    model_options: tuple[tuple[str, Any], ...] = (("depth", 18), ("width", 0.25))
+    train_crop: str = "multiscale"  # the baseline's and the fine-tunes' training view (``data.train_crop``)
+    milestones: tuple[int, ...] | None = None  # baseline LR x0.1 epochs; None: 2/3 and 5/6 of the epochs
+    finetune_decay: int | None = None  # fine-tune LR x0.1 after this epoch; None: 2/3 of the epochs
+
     @property
     def base_milestones(self) -> list[int]:
         """Baseline LR x0.1 at 2/3 and 5/6 of the epochs (the TSM recipe's shape, e.g. 50 epochs -> 33, 41)."""
+        if self.milestones is not None:
+            return list(self.milestones)
         return sorted({max(1, round(self.epochs * 2 / 3)), max(1, round(self.epochs * 5 / 6))})
 
     @property
     def decay_after(self) -> int:
         """Fine-tuning LR x0.1 after 2/3 of the epochs (the paper: after 10 of 15)."""
+        if self.finetune_decay is not None:
+            return self.finetune_decay
         return max(1, round(self.finetune_epochs * 2 / 3))
 
 
@@ -302,7 +312,7 @@ def baseline_config(sizes: Sizes, data_root: Path, out_dir: Path) -> Config:
                 "name": "tsm",
                 "num_classes": sizes.classes,
                 "num_frames": sizes.num_frames,
-                "options": {"depth": 18, "width": 0.25, "dropout": sizes.dropout},
+                "options": {**dict(sizes.model_options), "dropout": sizes.dropout},
             },
             "data": {
                 "kind": "somethingv2",
@@ -311,6 +321,7 @@ def baseline_config(sizes: Sizes, data_root: Path, out_dir: Path) -> Config:
                 "crop_size": sizes.crop,
                 "scale_size": sizes.video_size,
                 "flip": False,
+                "train_crop": sizes.train_crop,
                 "seed": 0,
                 "num_workers": sizes.num_workers,
             },

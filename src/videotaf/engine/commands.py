@@ -39,6 +39,7 @@ from videotaf.engine.finetune import (
     LR_FROM,
     AttackSettings,
     base_config,
+    cam_map_note,
     finetune_config,
     finetune_lr,
 )
@@ -219,7 +220,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         cfg.runtime.output_dir = f"{cfg.runtime.output_dir.rstrip('/')}_{args.method}"
         print(f"fine-tuning run directory: {cfg.runtime.output_dir}", file=sys.stderr)
     source_of_lr = lr_source if cfg.optim.lr == lr else "--set optim.lr"
-    return _run_fit(cfg, args, start_note=f"fine-tuning LR {cfg.optim.lr:g} from {source_of_lr}")
+    note = f"fine-tuning LR {cfg.optim.lr:g} from {source_of_lr}"
+    cam_note = cam_map_note(cfg)
+    return _run_fit(cfg, args, start_note=note if cam_note is None else f"{note}\n{cam_note}")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
+
+from videotaf.cam import FeatureTap, cam_layer_of, module_name
 from videotaf.config import Config, ConfigError, config_from_dict, load_config, validate_config
+from videotaf.engine.builders import build_model
 from videotaf.engine.checkpoint import load_checkpoint
 from videotaf.models.weights import load_weights_file
 from videotaf.objective import METHODS
@@ -155,3 +159,31 @@ def base_config(checkpoint: str | Path, config: str | Path | None = None) -> tup
         raise ConfigError(f"{checkpoint} holds no config; pass --config")
     source = f"{checkpoint} (saved config)"
     return config_from_dict(stored, source), source
+
+
+def cam_map_size(cfg: Config) -> tuple[str, int, int]:
+    """``(layer name, h, w)``: the per-frame map size of the layer TA's Grad-CAM reads (Eq. 2) at the config's
+    input (``data.crop_size``), from one forward of a blank clip through the untrained network.
+
+    On the synthetic benchmarks TAF paid only where this map was at least 4x4 (BENCHMARKS.md, "Where does TAF
+    pay?"), which is why fine-tuning prints it before a TA run.
+    """
+    model = build_model(cfg.model, load_weights=False).eval()
+    layer = cam_layer_of(model, cfg.adversarial.cam_layer, field="adversarial.cam_layer")
+    size = cfg.data.crop_size
+    tap = FeatureTap()
+    with torch.no_grad(), tap.attached(layer):
+        model(torch.zeros(1, cfg.model.num_frames, 3, size, size))
+    maps = tap.pop()
+    return module_name(model, layer), int(maps.shape[-2]), int(maps.shape[-1])
+
+
+def cam_map_note(cfg: Config) -> str | None:
+    """The line ``videotaf finetune`` prints before a TA fine-tune (None for other methods): layer, map size and
+    input size, so a user sees before paying 2.3x per step whether TA's per-frame CAMs have spatial structure."""
+    if cfg.adversarial.method != "taf":
+        return None
+    name, h, w = cam_map_size(cfg)
+    crop = cfg.data.crop_size
+    hint = "" if min(h, w) >= 4 else " (TAF paid only with maps of 4x4 or more in our study; see README)"
+    return f"TA reads {name}: {h}x{w} maps per frame at {crop} px input{hint}"

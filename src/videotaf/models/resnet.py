@@ -31,6 +31,10 @@ ARCH: dict[int, tuple[str, tuple[int, int, int, int]]] = {
 }
 BASE_CHANNELS = (64, 128, 256, 512)
 RESIDUAL_INPUTS = ("raw", "downsample", "all")
+# Input-to-layer1 stride of each stem. "imagenet": torchvision's 7x7 stride-2 conv + 3x3 stride-2 max-pool
+# (overall stride 32, the paper's models); "small": one 3x3 stride-2 conv and no max-pool (overall stride 16), so
+# that small CPU inputs keep a spatial last stage (64 px -> 4x4 instead of 2x2; issue: "where TAF pays").
+STEMS = {"imagenet": 4, "small": 2}
 
 
 def scale_channels(channels: int, width: float) -> int:
@@ -41,12 +45,32 @@ def scale_channels(channels: int, width: float) -> int:
     return max(8, int(round(channels * width / 8)) * 8)
 
 
-def resolve_arch(depth: int) -> tuple[type[TemporalBlock], tuple[int, int, int, int]]:
-    """Block class and block counts of a ResNet depth (18/34: BasicBlock, 50/101: Bottleneck)."""
+def resolve_arch(
+    depth: int, blocks: tuple[int, ...] | list[int] | None = None
+) -> tuple[type[TemporalBlock], tuple[int, int, int, int]]:
+    """Block class and block counts of a ResNet depth (18/34: BasicBlock, 50/101: Bottleneck).
+
+    ``blocks`` replaces the depth's counts per stage (four integers >= 1, e.g. ``(1, 1, 2, 1)``: a 5-block
+    basic-block net); the depth still picks the block type.
+    """
     if depth not in ARCH:
         raise ValueError(f"depth must be one of {sorted(ARCH)}, got {depth}")
     kind, layers = ARCH[depth]
+    if blocks is not None:
+        if len(blocks) != 4 or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in blocks):
+            raise ValueError(f"blocks must be four integers >= 1 (blocks per stage), got {list(blocks)}")
+        layers = (blocks[0], blocks[1], blocks[2], blocks[3])
     return (BasicBlock if kind == "basic" else Bottleneck), layers
+
+
+def build_stem(stem: str, out_channels: int) -> tuple[nn.Conv2d, nn.Module]:
+    """``(conv1, maxpool)`` of a stem in :data:`STEMS`; the small stem's max-pool is an identity, so module names
+    (and the state-dict keys of every later layer) are the same for both stems."""
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {sorted(STEMS)}, got {stem!r}")
+    if stem == "small":
+        return nn.Conv2d(3, out_channels, 3, 2, 1, bias=False), nn.Identity()
+    return nn.Conv2d(3, out_channels, 7, 2, 3, bias=False), nn.MaxPool2d(3, 2, 1)
 
 
 class TemporalBlock(nn.Module):
@@ -152,9 +176,11 @@ def init_conv_bn(module: nn.Module) -> None:
 
 
 class ResNet2d(nn.Module):
-    """2-D ResNet trunk (no pool/fc) on frames folded into the batch: ``(N*T, 3, H, W) -> (N*T, C5, H/32, W/32)``.
+    """2-D ResNet trunk (no pool/fc) on frames folded into the batch: ``(N*T, 3, H, W) -> (N*T, C5, H/s, W/s)``.
 
-    ``temporal(in_channels)`` builds the op placed before ``conv1`` of every block of layer1..layer4.
+    ``s`` is 32 with the ImageNet stem and 16 with ``stem="small"`` (:data:`STEMS`); ``blocks`` overrides the
+    depth's block counts per stage (:func:`resolve_arch`). ``temporal(in_channels)`` builds the op placed before
+    ``conv1`` of every block of layer1..layer4.
     """
 
     def __init__(
@@ -163,15 +189,18 @@ class ResNet2d(nn.Module):
         width: float = 1.0,
         temporal: TemporalFactory | None = None,
         residual_input: str = "raw",
+        stem: str = "imagenet",
+        blocks: tuple[int, ...] | list[int] | None = None,
     ) -> None:
         super().__init__()
-        block, layers = resolve_arch(depth)
+        block, layers = resolve_arch(depth, blocks)
         chans = [scale_channels(c, width) for c in BASE_CHANNELS]
-        self.depth, self.width = depth, width
-        self.conv1 = nn.Conv2d(3, chans[0], 7, 2, 3, bias=False)
+        self.depth, self.width, self.stem = depth, width, stem
+        conv1, pool = build_stem(stem, chans[0])
+        self.conv1 = conv1
         self.bn1 = nn.BatchNorm2d(chans[0])
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.maxpool = pool
         inplanes = chans[0]
         stage_channels = []
         for i, (planes, n) in enumerate(zip(chans, layers)):
@@ -182,9 +211,9 @@ class ResNet2d(nn.Module):
                     nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
                     nn.BatchNorm2d(planes * block.expansion),
                 )
-            blocks = []
+            stage_blocks: list[nn.Module] = []
             for j in range(n):
-                blocks.append(
+                stage_blocks.append(
                     block(
                         inplanes,
                         planes,
@@ -195,7 +224,7 @@ class ResNet2d(nn.Module):
                     )
                 )
                 inplanes = planes * block.expansion
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+            self.add_module(f"layer{i + 1}", nn.Sequential(*stage_blocks))
             stage_channels.append(inplanes)
         self.stage_channels = tuple(stage_channels)
         self.out_channels = inplanes

@@ -22,8 +22,17 @@ register_key_scheme(
 SHIFT_PLACES = {"blockres": "raw", "inplace": "all"}
 
 
-def shift_backbone(num_frames: int, depth: int, width: float, shift_div: int, shift_place: str) -> ResNet2d:
-    """ResNet trunk with TSM shifts; ``shift_place`` "blockres" (residual unshifted) or "inplace" (shifted)."""
+def shift_backbone(
+    num_frames: int,
+    depth: int,
+    width: float,
+    shift_div: int,
+    shift_place: str,
+    stem: str = "imagenet",
+    blocks: tuple[int, ...] | list[int] | None = None,
+) -> ResNet2d:
+    """ResNet trunk with TSM shifts; ``shift_place`` "blockres" (residual unshifted) or "inplace" (shifted);
+    ``stem`` and ``blocks`` as in :class:`~videotaf.models.resnet.ResNet2d`."""
     if shift_place not in SHIFT_PLACES:
         raise ValueError(f"shift_place must be one of {sorted(SHIFT_PLACES)}, got {shift_place!r}")
     return ResNet2d(
@@ -31,13 +40,17 @@ def shift_backbone(num_frames: int, depth: int, width: float, shift_div: int, sh
         width,
         temporal=lambda _c: TemporalShift(num_frames, shift_div),
         residual_input=SHIFT_PLACES[shift_place],
+        stem=stem,
+        blocks=blocks,
     )
 
 
 class TSM(BackboneClassifier):
     """TSM-ResNet. ``(B, T, 3, H, W)`` in [0, 1] -> logits ``(B, classes)``; per-frame fc, mean over T.
 
-    ``cam_layer`` = backbone layer4, output ``(B*T, C, H/32, W/32)`` (2048 channels for ResNet-50).
+    ``cam_layer`` = backbone layer4, output ``(B*T, C, H/32, W/32)`` (2048 channels for ResNet-50), or
+    ``(B*T, C, H/16, W/16)`` with ``stem="small"``: the small-input variant that keeps a 4x4 last stage at 64 px.
+    ``blocks`` sets the residual blocks per stage (e.g. ``[1, 1, 2, 1]``; default: the depth's).
     """
 
     def __init__(
@@ -49,8 +62,10 @@ class TSM(BackboneClassifier):
         dropout: float = 0.5,
         shift_div: int = 8,
         shift_place: str = "blockres",
+        stem: str = "imagenet",
+        blocks: tuple[int, ...] | list[int] | None = None,
     ) -> None:
-        backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place)
+        backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place, stem, blocks)
         super().__init__(num_classes, num_frames, backbone, backbone.out_channels, dropout, fc_std=0.001)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
@@ -70,7 +85,16 @@ def tsm(
     dropout: float = 0.5,
     shift_div: int = 8,
     shift_place: str = "blockres",
+    stem: str = "imagenet",
+    blocks: list[int] | None = None,
     imagenet_weights: str | None = None,
 ) -> TSM:
-    """TSM-ResNet (8 or 16 frames in the paper); ``imagenet_weights``: local torchvision ResNet state dict."""
-    return with_imagenet(TSM(num_classes, num_frames, depth, width, dropout, shift_div, shift_place), imagenet_weights)
+    """TSM-ResNet (8 or 16 frames in the paper); ``imagenet_weights``: local torchvision ResNet state dict.
+
+    ``stem="small"`` (3x3 stride-2 conv, no max-pool: stride 16) and ``blocks`` (per-stage block counts) make the
+    small-input variants; ImageNet weights need the ImageNet stem (their conv1 is 7x7).
+    """
+    if imagenet_weights is not None and stem != "imagenet":
+        raise ValueError(f"imagenet_weights need stem='imagenet' (a 7x7 conv1), got stem={stem!r}")
+    model = TSM(num_classes, num_frames, depth, width, dropout, shift_div, shift_place, stem, blocks)
+    return with_imagenet(model, imagenet_weights)
