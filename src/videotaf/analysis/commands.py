@@ -24,7 +24,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -37,6 +37,7 @@ from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
 from videotaf.analysis.report import build_report
 from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
 from videotaf.analysis.stats import format_markdown
+from videotaf.attack import TargetRule
 from videotaf.cam import cam_layer_of
 from videotaf.cliargs import pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
@@ -136,6 +137,12 @@ def _cam_layer(args: argparse.Namespace, cfg: Any, models: dict[str, Any]) -> st
     return name
 
 
+def _target_rule(cfg: Any) -> TargetRule:
+    """TA's target rule for ``analyze``, ``cam`` and ``report``: the config's ``adversarial.target_rule`` (the
+    checkpoint's, or ``--config`` / ``--set adversarial.target_rule=random``), else Sec. 3.2's ``paper``."""
+    return cast(TargetRule, getattr(getattr(cfg, "adversarial", None), "target_rule", "paper"))
+
+
 def _loader(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] | None]:
     dataset = eval_dataset(cfg, args.split)
     workers = args.workers
@@ -205,6 +212,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=device,
             cam_layer=cam_layer,
+            target_rule=_target_rule(cfg),
         )
     text = json.dumps(out, indent=2) + "\n"
     if args.out is not None:
@@ -256,6 +264,7 @@ def _cmd_cam(args: argparse.Namespace) -> int:
         class_names=names,
         seed=args.seed,
         cam_layer=cam_layer,
+        target_rule=_target_rule(cfg),
     )
     title = f"{args.video}" + (f" (label {names[label] if names else label})" if label is not None else "")
     fig = cam_figure(rows, args.out, title=title)
@@ -315,7 +324,14 @@ def _report_cams(args: argparse.Namespace, work: Path) -> list[Path]:
         clip, label = dataset[i]
         label = int(label) if int(label) >= 0 else None
         rows = cam_rows(
-            models, clip, label, adversarial=args.adversarial, class_names=names, seed=args.seed, cam_layer=cam_layer
+            models,
+            clip,
+            label,
+            adversarial=args.adversarial,
+            class_names=names,
+            seed=args.seed,
+            cam_layer=cam_layer,
+            target_rule=_target_rule(cfg),
         )
         out.append(cam_figure(rows, work / f"cam_item{i:04d}.png", title=f"dataset item {i}").path)
     return out
