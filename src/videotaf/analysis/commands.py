@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from videotaf.analysis.attention import analyze_attention
-from videotaf.analysis.compare import CompareSettings, parse_method, run_compare
+from videotaf.analysis.compare import CompareSettings, parse_method, prepare_out_dir, run_compare
 from videotaf.analysis.corruptions import SEVERITIES
 from videotaf.analysis.figures import cam_figure, cam_rows
 from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
@@ -356,7 +356,6 @@ def _add_cam_layer_arg(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------------------- compare
 def _cmd_compare(args: argparse.Namespace) -> int:
-    check_output(args.out / "compare.json", overwrite=args.overwrite)
     settings = CompareSettings(
         checkpoint=args.checkpoint,
         methods=[parse_method(m) for m in args.methods],
@@ -371,6 +370,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         subset_classes=args.subset_classes,
         n_boot=args.n_boot,
     )
+    prepare_out_dir(settings, overwrite=args.overwrite)
     result = run_compare(settings, overwrite=args.overwrite, devices=args.devices)
     print(format_markdown(result))
     print(f"wrote {args.out / 'compare.json'}, compare.md and compare.png")
@@ -384,7 +384,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="does a method beat the equal-epoch control on your data? paired-seed fine-tunes with CIs",
         description="For each seed, one fine-tune per method from --checkpoint (Sec. 4.1 protocol, same data order "
         "and augmentation across methods); the first method is the control. Finished runs are reused, an "
-        "interrupted one resumes. Writes OUT/compare.json, compare.md and compare.png.",
+        "interrupted one resumes; rerun with another --seeds to add seeds (or score the first N). Writes "
+        "OUT/compare.json, compare.md and compare.png.",
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="the trained model every fine-tune starts from")
     p.add_argument("--config", type=Path, default=None, help="base config (default: the checkpoint's own)")
@@ -411,7 +412,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", nargs="+", default=None, help="run fine-tunes in parallel, one process per device")
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
     p.add_argument("--out", type=Path, required=True, help="output directory (runs/, compare.json, .md, .png)")
-    p.add_argument("--overwrite", action="store_true", help="replace runs made with other settings")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace runs made with other settings and another comparison's outputs (rerunning with only another "
+        "--seeds needs no --overwrite: finished runs are reused)",
+    )
     p.set_defaults(func=_cmd_compare)
 
     p = subparsers.add_parser(
