@@ -708,8 +708,8 @@ def _verdict_cell(e: Mapping[str, Any]) -> str:
     :data:`MAX_SEEDS`, that it stays above)."""
     text = str(e["verdict"])
     d = e["delta_top1"]
-    if text != NO_DIFFERENCE or d["sd"] is None or abs(float(d["mean"])) < 1e-9:
-        return text
+    if text != NO_DIFFERENCE or d["sd"] is None or abs(float(d["mean"])) < 1e-9 or "seeds_to_detect" not in e:
+        return text  # (a compare.json of an older videotaf has no count)
     needed = e.get("seeds_to_detect")
     size = f"{abs(float(d['mean'])):.2f}"  # no "|" around it: the cell is inside a Markdown table
     if needed is None:
