@@ -155,8 +155,11 @@ def prepare_out_dir(settings: CompareSettings, *, overwrite: bool) -> int | None
                 "it (finished runs with the same settings are still reused) or choose another --out"
             )
         now = plan_record(settings)
-        changed = [f"{key} {recorded.get(key)!r} there, {value!r} now" for key, value in now.items()
-                   if recorded.get(key) != value]  # fmt: skip
+        changed = [
+            f"{key} {recorded.get(key)!r} there, {value!r} now"
+            for key, value in now.items()
+            if recorded.get(key) != value
+        ]
         if changed:
             raise OutputExistsError(
                 f"--out {path} holds another comparison ({'; '.join(changed)}); pass --overwrite to replace it or "
