@@ -153,4 +153,4 @@ def test_compare_end_to_end_resumes_after_a_kill(tmp_path: Path):
     other = [*args, "--epochs", "3"]
     again = subprocess.run(other, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "holds another comparison" in again.stderr
-    assert subprocess.run([*other, "--overwrite"], env=env, capture_output=True).returncode == 0
+    assert subprocess.run([*args, "--overwrite"], env=env, capture_output=True).returncode == 0  # all reused
