@@ -149,7 +149,8 @@ def test_compare_end_to_end_resumes_after_a_kill(tmp_path: Path):
     taf = result["methods"]["taf"]
     assert result["n_seeds"] == 2 and len(taf["delta_top1"]["per_seed"]) == 2
     assert taf["verdict"] in ("better", "worse", "no detectable difference")
-    # A second invocation finds everything finished and refuses to overwrite compare.json unless asked.
-    again = subprocess.run(args, env=env, capture_output=True, text=True)
-    assert again.returncode == 2 and "already exists" in again.stderr
-    assert subprocess.run([*args, "--overwrite"], env=env, capture_output=True).returncode == 0
+    # Another plan in the same --out (here: other epochs) is refused before any work unless asked.
+    other = [*args, "--epochs", "3"]
+    again = subprocess.run(other, env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "holds another comparison" in again.stderr
+    assert subprocess.run([*args, "--overwrite"], env=env, capture_output=True).returncode == 0  # all reused

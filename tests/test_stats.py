@@ -580,7 +580,8 @@ def test_markdown_shows_every_difference_with_its_ci(three_seeds):
         assert f"{d['mean']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" in row
         assert f"{b['mean']:+.2f} [{b['ci95'][0]:+.2f}, {b['ci95'][1]:+.2f}]" in row
         assert f"{e['top1']['mean']:.2f} ± {e['top1']['sd']:.2f}" in row
-        assert f"{e['mdd']['mdd']:.2f}" in row and row.rstrip().endswith(f"| {e['verdict']} |")
+        # The verdict cell may go on with the seeds that would detect the difference (tests/test_compare_seeds.py).
+        assert f"{e['mdd']['mdd']:.2f}" in row and f"| {e['verdict']}" in row and row.rstrip().endswith(" |")
     assert "### long-term" in md and "### Generalisation" in md
     gap = r["methods"]["taf"]["train_val_gap"]["delta_vs_control"]
     assert f"{gap['mean']:+.2f} [{gap['ci95'][0]:+.2f}, {gap['ci95'][1]:+.2f}]" in md

@@ -42,7 +42,7 @@ from videotaf.cam import (
 )
 from videotaf.models.base import split_output, unwrap
 
-TargetRule = Literal["paper", "true", "predicted"]
+TargetRule = Literal["paper", "true", "predicted", "random"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class TAOptions:
         cam_norm: Eq. (3) ``"paper"`` (literally) or ``"minmax"`` (divide by ``max - min``).
         relu: ReLU on the CAMs before Eq. (3).
         target_rule: ``"paper"`` (Sec. 3.2: the true label if misclassified, a random other label if right),
-            ``"true"`` or ``"predicted"``.
+            ``"true"``, ``"predicted"`` or ``"random"`` (always a random label other than the true one, right or
+            wrong: no clip gets the easier true-label target; :func:`random_other_labels`).
         second_order: keep the Grad-CAM weights in the graph (exact gradient, one more backward of cost).
         cam_layer: the module whose output Eq. (2) reads, by its dotted name in the unwrapped model (e.g.
             ``"backbone.layer3"`` for TSM; :func:`videotaf.cam.cam_layer_of`); ``None``: the model's own
@@ -82,6 +83,31 @@ class TAOptions:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
 
 
+def random_other_labels(
+    labels: torch.Tensor, num_classes: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A label drawn uniformly from the ``num_classes - 1`` classes other than each true label.
+
+    One number per sample, ``torch.randint(0, num_classes - 1)`` from ``generator`` (on its device), shifted up
+    by one where it reaches the true label, so every other class is equally likely and the true label never
+    comes out.
+
+    Args:
+        labels: ``(B,)`` long, the true labels in ``[0, num_classes)``.
+        num_classes: C >= 2.
+        generator: optional ``torch.Generator``; the global RNG when None.
+
+    Returns:
+        ``(B,)`` long on ``labels``' device.
+    """
+    if num_classes < 2:
+        raise ValueError(f"a label other than the true one needs num_classes >= 2, got {num_classes}")
+    labels = labels.long()
+    device = generator.device if generator is not None else labels.device
+    draw = torch.randint(0, num_classes - 1, labels.shape, generator=generator, device=device).to(labels.device)
+    return draw + (draw >= labels).long()
+
+
 def select_targets(
     logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -103,9 +129,7 @@ def select_targets(
     labels = labels.long()
     if num_classes < 2:
         return labels.clone()
-    device = generator.device if generator is not None else labels.device
-    draw = torch.randint(0, num_classes - 1, labels.shape, generator=generator, device=device).to(labels.device)
-    other = draw + (draw >= labels).long()
+    other = random_other_labels(labels, num_classes, generator)
     correct = logits.argmax(dim=1) == labels
     return torch.where(correct, other, labels)
 
@@ -376,6 +400,8 @@ class TemporalAdversarialAugmentation(ProjectedGradientAscent):
             return labels.long()
         if self.options.target_rule == "predicted":
             return logits.argmax(dim=1)
+        if self.options.target_rule == "random" and logits.shape[1] >= 2:
+            return random_other_labels(labels, logits.shape[1], self.generator)
         return select_targets(logits, labels, self.generator)
 
     def loss(

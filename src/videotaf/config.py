@@ -31,7 +31,7 @@ from videotaf.cam import NormMode, Score
 from videotaf.data.config import DataConfig
 from videotaf.errors import VideotafError
 from videotaf.io import atomic_write_bytes
-from videotaf.objective import Method
+from videotaf.objective import DualNorm, Method
 
 
 class ConfigError(VideotafError, ValueError):
@@ -92,8 +92,13 @@ class AdversarialConfig:
     TA only (``method: taf``; see ``videotaf.cam`` and ``videotaf.attack.TemporalAdversarialAugmentation``):
     ``cam_score`` the class score whose gradient weights Eq. 2 (``log_prob`` standard Grad-CAM sign, ``ce`` the
     paper's literal sign, ``logit`` classic Grad-CAM), ``cam_norm`` Eq. 3 (``paper`` or ``minmax``), ``cam_relu``,
-    ``target_rule`` (``paper``: Sec. 3.2's rule; ``true``; ``predicted``), ``second_order`` (differentiate
-    through the Grad-CAM weights).
+    ``target_rule`` (``paper``: Sec. 3.2's rule, the true label for a misclassified clip and a random other label
+    for a correct one; ``random``: a random other label for every clip; ``true``; ``predicted``; the analysis
+    commands' TA uses it too), ``second_order`` (differentiate through the Grad-CAM weights).
+
+    ``dual_norm``: which normalisation the adversarial clips go through, for every adversarial method:
+    ``auto`` (default: the method's own, auxiliary for ``advprop``/``taf``, shared for ``ce_adv``), ``aux``
+    (auxiliary copies, ``videotaf.bn.convert_dual_norm``) or ``shared`` (the main layers); ignored by ``plain``.
 
     ``cam_layer``: the module whose output TA's per-frame Grad-CAM (Eq. 2) reads, by its dotted name in the model
     (``named_modules()`` of the unwrapped model, e.g. ``backbone.layer3`` for TSM); ``null`` (default) is the
@@ -124,6 +129,7 @@ class AdversarialConfig:
     fraction: float = 1.0
     low_memory: bool = True
     cam_layer: str | None = None
+    dual_norm: DualNorm = "auto"
 
     def ta_options(self) -> TAOptions | None:
         """TA's options for ``build_objective(ta=...)`` (None unless the method is ``taf``)."""

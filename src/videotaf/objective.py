@@ -15,6 +15,10 @@ advprop   PGD on the cross-entropy, Eq. (1)      yes           AdvProp [Xie et a
 taf       TA, PGD on the CAM loss, Eq. (2)-(6)   yes           TAF, Sec. 3.3
 ========  =====================================  ============  ==================================
 
+The auxiliary-BN column is each method's default (``dual_norm="auto"``); ``build_objective(dual_norm="aux")`` or
+``"shared"`` (config ``adversarial.dual_norm``) sets it for any adversarial method, e.g. ``ce_adv`` through the
+auxiliary BN (AdvProp's normalisation with the CE attack) or ``taf`` through the shared one.
+
 Cost. A plain step is one forward and one backward (about 3 forward-equivalents). The fused schedule of
 :meth:`Objective.step` shares the clean forward between the loss and the attack (the input requires grad), so at
 K = 1 a TAF step is: the clean forward (1), one input-only backward for the attack (~1, plus a backward through
@@ -86,6 +90,10 @@ from videotaf.models.base import split_output, unwrap
 
 Method = Literal["plain", "ce_adv", "advprop", "taf"]
 METHODS: tuple[Method, ...] = get_args(Method)
+#: Which normalisation the adversarial clips go through (:func:`build_objective`): ``auto`` (the method's own:
+#: auxiliary for advprop and taf, shared for ce_adv), ``aux`` or ``shared``.
+DualNorm = Literal["auto", "aux", "shared"]
+DUAL_NORMS: tuple[DualNorm, ...] = get_args(DualNorm)
 
 
 @dataclass
@@ -320,6 +328,7 @@ def build_objective(
     ta: TAOptions | None = None,
     fraction: float = 1.0,
     low_memory: bool = True,
+    dual_norm: DualNorm = "auto",
 ) -> Objective:
     """The objective of a fine-tuning method (see the module docstring); paper defaults.
 
@@ -335,8 +344,14 @@ def build_objective(
         fraction: the share of each batch that is attacked, in (0, 1] (1: every clip, the paper; module docstring).
         low_memory: the clean loss's backward before the adversarial forward (module docstring); the default:
             half the fused step's activation memory at the same cost (``benchmarks/step_cost.py``).
+        dual_norm: the normalisation of the adversarial path (:data:`DUAL_NORMS`): ``"auto"`` the method's own
+            (the table of the module docstring: auxiliary for ``advprop`` and ``taf``, Sec. 3.3; shared for
+            ``ce_adv``), ``"aux"`` the auxiliary copies for any method (e.g. ``ce_adv`` through its own BN),
+            ``"shared"`` the main normalisation for any method (e.g. ``taf`` without Sec. 3.3's split). The
+            result is :attr:`Objective.needs_dual_bn`: the caller converts the model when it is true.
 
-    ``fraction`` and ``low_memory`` do not apply to ``plain`` (ignored, like ``alpha``).
+    ``fraction``, ``low_memory`` and ``dual_norm`` do not apply to ``plain`` (ignored, like ``alpha``): it has no
+    adversarial path.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
@@ -344,6 +359,8 @@ def build_objective(
         raise ValueError(f"TA options only apply to method 'taf', not {method!r}")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if dual_norm not in DUAL_NORMS:
+        raise ValueError(f"dual_norm must be one of {', '.join(DUAL_NORMS)}; got {dual_norm!r}")
     if method == "plain":
         return Objective("plain", None, alpha=1.0)
     attack: ProjectedGradientAscent
@@ -357,7 +374,7 @@ def build_objective(
         cast(Method, method),
         attack,
         alpha=alpha,
-        dual_bn=method in ("advprop", "taf"),
+        dual_bn=method in ("advprop", "taf") if dual_norm == "auto" else dual_norm == "aux",
         fused=not random_start if fused is None else fused,
         fraction=fraction,
         low_memory=low_memory,

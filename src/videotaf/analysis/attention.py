@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from videotaf.attack import CrossEntropyAugmentation, TAOptions, TemporalAdversarialAugmentation
+from videotaf.attack import CrossEntropyAugmentation, TAOptions, TargetRule, TemporalAdversarialAugmentation
 from videotaf.cam import Score, cam_layer_of, module_name, temporal_gradcam
 
 __all__ = [
@@ -129,6 +129,7 @@ def analyze_attention(
     device: torch.device | str | None = None,
     max_batches: int | None = None,
     cam_layer: str | None = None,
+    target_rule: TargetRule = "paper",
 ) -> dict[str, Any]:
     """Temporal attention metrics of ``model`` over ``batches`` and their change under attacks (Fig. 3, Sec. 3.2).
 
@@ -145,6 +146,8 @@ def analyze_attention(
         seed: seeds torch's RNG (forked, the caller's state is kept) for the attacks' random target labels.
         cam_layer: dotted name of the module the CAMs (and the default TA's Eq. 2) read
             (:func:`videotaf.cam.cam_layer_of`); None: the model's own ``cam_layer``.
+        target_rule: the default TA's target labels (:class:`~videotaf.attack.TAOptions`; Sec. 3.2's ``"paper"``
+            rule, or ``"random"`` etc.).
 
     Returns:
         JSON-serialisable dict: ``num_clips``, ``cam_layer`` (the module's name), ``cam_frames`` (T'),
@@ -165,7 +168,11 @@ def analyze_attention(
     if attacks is None:
         attacks = {
             "ta": TemporalAdversarialAugmentation(
-                model, eps=eps, step_size=step_size, steps=steps, options=TAOptions(cam_layer=cam_layer)
+                model,
+                eps=eps,
+                step_size=step_size,
+                steps=steps,
+                options=TAOptions(cam_layer=cam_layer, target_rule=target_rule),
             ),
             "ce": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
         }

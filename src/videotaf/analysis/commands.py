@@ -24,19 +24,20 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
 
 from videotaf.analysis.attention import analyze_attention
-from videotaf.analysis.compare import CompareSettings, parse_method, run_compare
+from videotaf.analysis.compare import CompareSettings, parse_method, prepare_out_dir, run_compare
 from videotaf.analysis.corruptions import SEVERITIES
 from videotaf.analysis.figures import cam_figure, cam_rows
 from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
 from videotaf.analysis.report import build_report
 from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
 from videotaf.analysis.stats import format_markdown
+from videotaf.attack import TargetRule
 from videotaf.cam import cam_layer_of
 from videotaf.cliargs import pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
@@ -136,6 +137,12 @@ def _cam_layer(args: argparse.Namespace, cfg: Any, models: dict[str, Any]) -> st
     return name
 
 
+def _target_rule(cfg: Any) -> TargetRule:
+    """TA's target rule for ``analyze``, ``cam`` and ``report``: the config's ``adversarial.target_rule`` (the
+    checkpoint's, or ``--config`` / ``--set adversarial.target_rule=random``), else Sec. 3.2's ``paper``."""
+    return cast(TargetRule, getattr(getattr(cfg, "adversarial", None), "target_rule", "paper"))
+
+
 def _loader(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] | None]:
     dataset = eval_dataset(cfg, args.split)
     workers = args.workers
@@ -205,6 +212,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=device,
             cam_layer=cam_layer,
+            target_rule=_target_rule(cfg),
         )
     text = json.dumps(out, indent=2) + "\n"
     if args.out is not None:
@@ -256,6 +264,7 @@ def _cmd_cam(args: argparse.Namespace) -> int:
         class_names=names,
         seed=args.seed,
         cam_layer=cam_layer,
+        target_rule=_target_rule(cfg),
     )
     title = f"{args.video}" + (f" (label {names[label] if names else label})" if label is not None else "")
     fig = cam_figure(rows, args.out, title=title)
@@ -315,7 +324,14 @@ def _report_cams(args: argparse.Namespace, work: Path) -> list[Path]:
         clip, label = dataset[i]
         label = int(label) if int(label) >= 0 else None
         rows = cam_rows(
-            models, clip, label, adversarial=args.adversarial, class_names=names, seed=args.seed, cam_layer=cam_layer
+            models,
+            clip,
+            label,
+            adversarial=args.adversarial,
+            class_names=names,
+            seed=args.seed,
+            cam_layer=cam_layer,
+            target_rule=_target_rule(cfg),
         )
         out.append(cam_figure(rows, work / f"cam_item{i:04d}.png", title=f"dataset item {i}").path)
     return out
@@ -340,7 +356,6 @@ def _add_cam_layer_arg(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------------------- compare
 def _cmd_compare(args: argparse.Namespace) -> int:
-    check_output(args.out / "compare.json", overwrite=args.overwrite)
     settings = CompareSettings(
         checkpoint=args.checkpoint,
         methods=[parse_method(m) for m in args.methods],
@@ -355,6 +370,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         subset_classes=args.subset_classes,
         n_boot=args.n_boot,
     )
+    prepare_out_dir(settings, overwrite=args.overwrite)
     result = run_compare(settings, overwrite=args.overwrite, devices=args.devices)
     print(format_markdown(result))
     print(f"wrote {args.out / 'compare.json'}, compare.md and compare.png")
@@ -368,7 +384,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="does a method beat the equal-epoch control on your data? paired-seed fine-tunes with CIs",
         description="For each seed, one fine-tune per method from --checkpoint (Sec. 4.1 protocol, same data order "
         "and augmentation across methods); the first method is the control. Finished runs are reused, an "
-        "interrupted one resumes. Writes OUT/compare.json, compare.md and compare.png.",
+        "interrupted one resumes; rerun with another --seeds to add seeds (or score the first N). Writes "
+        "OUT/compare.json, compare.md and compare.png.",
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="the trained model every fine-tune starts from")
     p.add_argument("--config", type=Path, default=None, help="base config (default: the checkpoint's own)")
@@ -395,7 +412,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", nargs="+", default=None, help="run fine-tunes in parallel, one process per device")
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
     p.add_argument("--out", type=Path, required=True, help="output directory (runs/, compare.json, .md, .png)")
-    p.add_argument("--overwrite", action="store_true", help="replace runs made with other settings")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace runs made with other settings and another comparison's outputs (rerunning with only another "
+        "--seeds needs no --overwrite: finished runs are reused)",
+    )
     p.set_defaults(func=_cmd_compare)
 
     p = subparsers.add_parser(

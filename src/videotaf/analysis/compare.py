@@ -9,6 +9,9 @@ method from the same checkpoint with the protocol of :func:`videotaf.engine.fine
 - the first method is the control (normally ``plain``);
 - finished runs are reused, an interrupted one resumes (:func:`videotaf.engine.train.fit_or_reuse`), so an
   interrupted ``compare`` continues where it stopped;
+- rerun with more ``--seeds`` on a finished comparison (the same plan otherwise, :func:`plan_record`, checked by
+  :func:`prepare_out_dir`), it trains only the new seeds and rewrites the outputs; with fewer, it scores the first
+  N seeds (the other runs stay on disk); another plan is refused unless ``overwrite``;
 - with ``devices`` the runs go to a pool of worker processes, one per device (e.g. ``cuda:0 cuda:1``).
 
 It then scores every run's ``eval.json`` clip by clip (:mod:`videotaf.analysis.stats`: paired differences over
@@ -43,8 +46,8 @@ from videotaf.engine.evaluate import read_class_subset, train_split_metrics
 from videotaf.engine.finetune import AttackSettings, base_config, finetune_config, finetune_lr
 from videotaf.engine.runs import next_step
 from videotaf.engine.train import fit_or_reuse
-from videotaf.errors import VideotafError
-from videotaf.io import atomic_write_bytes
+from videotaf.errors import OutputExistsError, VideotafError
+from videotaf.io import atomic_write_bytes, check_output
 from videotaf.objective import METHODS
 
 
@@ -105,6 +108,68 @@ class CompareSettings:
     attack: AttackSettings = dataclasses.field(default_factory=AttackSettings)
     subset_classes: Path | None = None
     n_boot: int = 10000
+
+
+def plan_record(settings: CompareSettings) -> dict[str, Any]:
+    """What makes two ``compare`` invocations the same comparison, but for the number of seeds: ``compare.json``'s
+    ``plan`` (JSON-ready; paths resolved). The runs' own configs (the base config included) are checked run by
+    run (:func:`check_plan`)."""
+    subset = settings.subset_classes
+    return {
+        "checkpoint": str(Path(settings.checkpoint).resolve()),
+        "methods": [{"label": m.label, "method": m.method, "overrides": list(m.overrides)} for m in settings.methods],
+        "epochs": settings.epochs,
+        "decay_after": settings.decay_after,
+        "lr_from": settings.lr_from,
+        "overrides": list(settings.overrides),
+        "attack": dataclasses.asdict(settings.attack),
+        "subset_classes": None if subset is None else str(Path(subset).resolve()),
+        "n_boot": settings.n_boot,
+    }
+
+
+def prepare_out_dir(settings: CompareSettings, *, overwrite: bool) -> int | None:
+    """Before any work: may this comparison write ``OUT/compare.json``? Returns the seeds an earlier one scored.
+
+    An earlier ``compare.json`` with the same :func:`plan_record` is rewritten whatever ``--seeds`` is now (its
+    finished runs are reused); one with another plan, or with none recorded (an older videotaf), is refused
+    unless ``overwrite``.
+
+    Raises:
+        OutputExistsError: another comparison's ``compare.json`` and no ``overwrite``.
+        VideotafError: ``OUT`` cannot be written.
+    """
+    path = settings.out_dir / "compare.json"
+    check_output(path, overwrite=True)  # only whether it can be written: the plan decides the rest
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    recorded = previous.get("plan") if isinstance(previous, dict) else None
+    if not overwrite:
+        if recorded is None:
+            raise OutputExistsError(
+                f"--out {path} records no plan (not written by this videotaf's compare); pass --overwrite to replace "
+                "it (finished runs with the same settings are still reused) or choose another --out"
+            )
+        now = plan_record(settings)
+        changed = [
+            f"{key} {recorded.get(key)!r} there, {value!r} now"
+            for key, value in now.items()
+            if recorded.get(key) != value
+        ]
+        if changed:
+            raise OutputExistsError(
+                f"--out {path} holds another comparison ({'; '.join(changed)}); pass --overwrite to replace it or "
+                "choose another --out (only --seeds may change)"
+            )
+    before = previous.get("n_seeds") if isinstance(previous, dict) else None
+    if isinstance(before, int) and before != settings.seeds:
+        what = "adding seeds to" if settings.seeds > before else f"scoring the first {settings.seeds} seeds of"
+        print(f"[compare] {what} the {before}-seed comparison in {settings.out_dir}", file=sys.stderr, flush=True)
+    return before if isinstance(before, int) else None
 
 
 def plan_runs(settings: CompareSettings) -> list[PlannedRun]:
@@ -316,5 +381,6 @@ def run_compare(
     result = collect(plan, subset=subset, n_boot=settings.n_boot)
     result["checkpoint"] = str(settings.checkpoint)
     result["lr_from"] = settings.lr_from
+    result["plan"] = plan_record(settings)
     write_outputs(result, settings.out_dir if out_dir is None else out_dir)
     return result

@@ -37,6 +37,7 @@ from torch import nn
 from videotaf.attack import (
     CrossEntropyAugmentation,
     TAOptions,
+    TargetRule,
     TemporalAdversarialAugmentation,
 )
 from videotaf.cam import Score, temporal_gradcam
@@ -324,6 +325,7 @@ def cam_rows(
     class_names: Sequence[str] | None = None,
     seed: int = 0,
     cam_layer: str | None = None,
+    target_rule: TargetRule = "paper",
 ) -> list[CamRow]:
     """CAM rows of ``clip`` ``(T, 3, H, W)`` for each model (Figures 1 and 6), and with ``adversarial`` the rows
     of the clip after TA (Eq. 6) and after CE-based PGD (Eq. 1) at the same budget, for each model (Figure 3).
@@ -331,7 +333,8 @@ def cam_rows(
     ``target``: the class explained, ``"pred"`` (each model's clean prediction, kept for its adversarial rows)
     or ``"label"`` (needs ``label``). Adversarial attacks need a label; without one the clean prediction is used.
     ``cam_layer``: dotted name of the module the CAMs and TA read (:func:`videotaf.cam.cam_layer_of`), the same
-    for every model; None: each model's own ``cam_layer``.
+    for every model; None: each model's own ``cam_layer``. ``target_rule``: TA's target labels
+    (:class:`~videotaf.attack.TAOptions`, Sec. 3.2's ``"paper"`` rule by default).
     """
     if clip.dim() != 4 or clip.shape[1] != 3:
         raise ValueError(f"cam_rows: clip must be (T, 3, H, W), got {tuple(clip.shape)}")
@@ -368,7 +371,11 @@ def cam_rows(
                     )
                     attacks = {
                         "TA": TemporalAdversarialAugmentation(
-                            model, eps=eps, step_size=step_size, steps=steps, options=TAOptions(cam_layer=cam_layer)
+                            model,
+                            eps=eps,
+                            step_size=step_size,
+                            steps=steps,
+                            options=TAOptions(cam_layer=cam_layer, target_rule=target_rule),
                         ),
                         "CE-PGD": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
                     }

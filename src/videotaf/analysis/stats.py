@@ -44,6 +44,8 @@ __all__ = [
     "paired_bootstrap",
     "mcnemar",
     "minimum_detectable_difference",
+    "seeds_to_detect",
+    "MAX_SEEDS",
     "verdict",
     "per_class_changes",
     "compare_methods",
@@ -63,6 +65,10 @@ ONE_SEED_NOTE = (
     "one seed: training noise (seed-to-seed variation) was not measured; the verdict rests on the clip-level "
     "bootstrap interval alone, which overstates certainty; run 2 or more seeds"
 )
+
+#: :func:`seeds_to_detect` looks no further: beyond it the answer is "not reachable" (a difference that small is
+#: not worth that many fine-tunes, and the MDD's t approximation is long since the normal one).
+MAX_SEEDS = 1000
 
 # Bootstrap index draws per chunk (4M int64 = 32 MiB): bounds memory for any n_boot x N. Chunking does not
 # change the result: numpy's Generator draws the same index stream whatever the chunk shape.
@@ -342,6 +348,48 @@ def minimum_detectable_difference(
     }
 
 
+def seeds_to_detect(
+    observed: float,
+    seed_sd: float | None,
+    clips_per_seed: int | None = None,
+    discordance_rate: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.80,
+) -> int | None:
+    """The smallest number of seeds ``n >= 2`` whose MDD is at most the observed difference ``|observed|`` (pp).
+
+    ``MDD(n) = minimum_detectable_difference(seed_sd, n, discordance_rate, n * clips_per_seed)["mdd"]``: the seed
+    sd and the clips' discordance rate are held at their observed values, the seed term shrinks as
+    ``(t_{1-alpha/2, n-1} + t_{power, n-1}) / sqrt(n)`` and the clip term as the pooled pairs grow with ``n``.
+    ``MDD(n)`` decreases with ``n``, so the answer is found by doubling, then bisecting.
+
+    Returns ``None`` when it cannot be said: ``seed_sd`` unknown (one seed), ``observed`` (about) 0, or more
+    than :data:`MAX_SEEDS` seeds needed ("not reachable").
+    """
+    target = abs(float(observed))
+    if seed_sd is None or not math.isfinite(target) or target < 1e-9:
+        return None
+
+    def within(n: int) -> bool:
+        pairs = None if clips_per_seed is None else n * int(clips_per_seed)
+        mdd = minimum_detectable_difference(seed_sd, n, discordance_rate, pairs, alpha, power)["mdd"]
+        return mdd is not None and mdd <= target
+
+    hi = 2
+    while not within(hi):
+        if hi >= MAX_SEEDS:
+            return None
+        hi = min(2 * hi, MAX_SEEDS)
+    lo = max(2, hi // 2)  # within(hi) holds; find the first n in [lo, hi] where it does
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if within(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
 def verdict(
     seed_ci: Sequence[float] | None,
     bootstrap_ci: Sequence[float] | None,
@@ -469,12 +517,14 @@ def _clip_level(
     mdd = minimum_detectable_difference(
         delta["sd"], n_seeds, mc["discordance_rate"], mc["n_pairs"], alpha=alpha, power=power
     )
+    needed = seeds_to_detect(delta["mean"], delta["sd"], m.shape[1], mc["discordance_rate"], alpha, power)
     return {
         "top1": _summary(_top1(m)),
         "delta_top1": delta,
         "bootstrap": boot,
         "mcnemar": mc,
         "mdd": mdd,
+        "seeds_to_detect": needed,
         "verdict": verdict(delta["ci95"], boot["ci95"], n_seeds=n_seeds),
         "note": ONE_SEED_NOTE if n_seeds < 2 else None,
     }
@@ -538,6 +588,7 @@ def compare_methods(
              "bootstrap": paired_bootstrap(...),                # pp, paired over clips
              "mcnemar": mcnemar(...),
              "mdd": minimum_detectable_difference(...),         # pp
+             "seeds_to_detect": seeds_to_detect(...),           # seeds for MDD <= |delta mean|, or None
              "verdict": verdict(...),
              "note": ONE_SEED_NOTE with one seed, else None,
              "subset": {"num_clips", the same seven keys on the subset clips} or None,
@@ -651,6 +702,23 @@ def _mdd(mdd: Mapping[str, Any]) -> str:
     return "n/a" if mdd["mdd"] is None else f"{mdd['mdd']:.2f}"
 
 
+def _verdict_cell(e: Mapping[str, Any]) -> str:
+    """The verdict, and for "no detectable difference" how many seeds would bring the MDD under the observed |Δ|
+    (:func:`seeds_to_detect`; nothing when it already is, when Δ is 0 or with one seed; beyond
+    :data:`MAX_SEEDS`, that it stays above)."""
+    text = str(e["verdict"])
+    d = e["delta_top1"]
+    if text != NO_DIFFERENCE or d["sd"] is None or abs(float(d["mean"])) < 1e-9 or "seeds_to_detect" not in e:
+        return text  # (a compare.json of an older videotaf has no count)
+    needed = e.get("seeds_to_detect")
+    size = f"{abs(float(d['mean'])):.2f}"  # no "|" around it: the cell is inside a Markdown table
+    if needed is None:
+        return f"{text}; MDD stays above {size} up to {MAX_SEEDS} seeds"
+    if needed <= len(d["per_seed"]):
+        return text
+    return f"{text}; MDD would reach {size} at {needed} seeds"
+
+
 def _table(result: Mapping[str, Any], key: str | None) -> list[str]:
     """The comparison table over all clips (``key`` None) or the subset (``key`` = "subset")."""
     pct = f"{100.0 * float(result['confidence']):g}%"
@@ -667,7 +735,7 @@ def _table(result: Mapping[str, Any], key: str | None) -> list[str]:
         lines.append(
             f"| {_cell(str(name))} | {_mean_sd(e['top1'])} | {_delta_ci(d['mean'], d['ci95'])} "
             f"| {_delta_ci(boot['mean'], boot['ci95'])} | {_p_value(e['mcnemar'])} | {_mdd(e['mdd'])} "
-            f"| {e['verdict']} |"
+            f"| {_verdict_cell(e)} |"
         )
     return lines
 
@@ -725,6 +793,9 @@ def format_markdown(result: Mapping[str, Any]) -> str:
         "continuity correction.",
         f"- MDD: smallest true difference detectable with {100.0 * float(result['power']):g}% power at two-sided "
         f"α = {float(result['alpha']):g}; the larger of the seed and clip estimates.",
+        "- MDD would reach |Δ| at N seeds: the fewest seeds whose MDD (the observed seed sd and clip discordance "
+        "held fixed) is at most the observed |Δ|; rerun `videotaf compare` with `--seeds N` to add them (finished "
+        "runs are reused).",
         "- Verdict: better / worse only when every available interval excludes 0 on the same side; the seed "
         "interval is required with 2 or more seeds.",
         *(f"- Note: {note}" for note in notes),

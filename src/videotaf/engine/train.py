@@ -299,6 +299,7 @@ def build_training(cfg: Config, info: DistInfo, steps_per_epoch: int, *, load_we
         ta=ac.ta_options(),
         fraction=ac.fraction,
         low_memory=ac.low_memory,
+        dual_norm=ac.dual_norm,
     )
     model = build_model(cfg.model, load_weights=load_weights)
     if ac.cam_layer is not None:
