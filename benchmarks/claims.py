@@ -99,6 +99,7 @@ class Sizes:
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
     num_workers: int = 1
     data_seed: int = 0
+    nuisance: float = 1.0  # the synthetic set's nuisance variation (``synthesize(nuisance=...)``)
     finetune_lr: float | None = None  # with --lr-from config: None = the baseline's base LR
     #: Both readings of Sec. 4.1's fine-tuning LR, each a ``videotaf compare`` (the first one feeds the
     #: corruption, attention and sweep questions): "checkpoint" continues at the LR the baseline was saved
@@ -292,6 +293,7 @@ def ensure_dataset(work: Path, sizes: Sizes, name: str = "data") -> Path:
         num_frames=sizes.video_frames,
         size=sizes.video_size,
         seed=sizes.data_seed,
+        nuisance=sizes.nuisance,
     )
     meta = root / "synth_meta.json"
     if meta.is_file():

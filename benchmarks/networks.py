@@ -72,13 +72,13 @@ SMALL_STEM_D8 = (("depth", 18), ("width", 0.25), ("stem", "small"))
 
 FULL = dataclasses.replace(
     claims.FULL,
-    classes=12,
-    train_per_class=15,
+    classes=8,
+    train_per_class=32,
     val_per_class=40,
     video_frames=16,
     video_size=64,
     crop=64,
-    lr=0.05,
+    lr=0.01,
     epochs=30,
     milestones=(18, 25),
     finetune_epochs=10,
@@ -142,9 +142,7 @@ EXTRA_ARMS = {
 POOLS = {
     p.name: p
     for p in (
-        Pool(
-            "s16", "stride 16 (4x4), 5 blocks, whole frame", SMALL_STEM, mid="backbone.layer3", extra=tuple(EXTRA_ARMS)
-        ),
+        Pool("s16", "stride 16 (4x4), 5 blocks, whole frame", SMALL_STEM, mid="backbone.layer3", extra=("taf_frac25",)),
         Pool("s32", "stride 32 (2x2), 5 blocks, whole frame", IMAGENET_STEM, mid="backbone.layer3"),
         Pool("s16_crop", "stride 16 (4x4), 5 blocks, multi-scale crop", SMALL_STEM, view="multiscale"),
         Pool("s32_crop", "stride 32 (2x2), 5 blocks, multi-scale crop", IMAGENET_STEM, view="multiscale"),
@@ -368,21 +366,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, help="data, baselines and runs (default runs/networks)")
     p.add_argument("--report", action="store_true", help="join the finished pools' JSON into the report")
     p.add_argument("--no-md", action="store_true", help="do not rewrite the networks section of BENCHMARKS.md")
+    p.add_argument("--results", type=Path, help="per-pool JSON folder (default benchmarks/results/networks[_quick])")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     return p.parse_args(argv)
 
 
-def results_dir(quick: bool) -> Path:
-    return ROOT / "benchmarks" / "results" / ("networks_quick" if quick else "networks")
-
-
-def report(quick: bool, md: bool) -> dict[str, Any]:
-    """Join the pools' JSON files into ``networks.json`` (and BENCHMARKS.md's ``networks`` section)."""
-    rows = [json.loads(f.read_text()) for f in sorted(results_dir(quick).glob("*.json"))]
+def report(results: Path, quick: bool, md: bool) -> dict[str, Any]:
+    """Join the pools' JSON files in ``results`` into ``<results>.json`` (and BENCHMARKS.md's ``networks``
+    section)."""
+    rows = [json.loads(f.read_text()) for f in sorted(results.glob("*.json"))]
     order = list(POOLS)
     rows.sort(key=lambda r: order.index(r["pool"]["name"]))
     result = {"quick": quick, "pools": rows, "correlations": correlations(rows)}
-    out = results_dir(quick).parent / f"networks{'_quick' if quick else ''}.json"
+    out = results.with_suffix(".json")
     write_json(out, result)
     log(f"results: {out}")
     if md and not quick:
@@ -394,8 +390,9 @@ def report(quick: bool, md: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    results: Path = args.results or ROOT / "benchmarks" / "results" / ("networks_quick" if args.quick else "networks")
     if args.report:
-        return report(args.quick, not args.no_md)
+        return report(results, args.quick, not args.no_md)
     sizes = QUICK if args.quick else FULL
     seeds = args.seeds or (2 if args.quick else 3)
     clips = args.clips or (8 if args.quick else 180)
@@ -403,8 +400,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     for name in args.pools or list(POOLS):
         row = run_pool(POOLS[name], sizes, work, seeds, clips)
-        write_json(results_dir(args.quick) / f"{name}.json", row)
-    return report(args.quick, not args.no_md)
+        write_json(results / f"{name}.json", row)
+    return report(results, args.quick, not args.no_md)
 
 
 if __name__ == "__main__":

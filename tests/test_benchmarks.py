@@ -257,3 +257,27 @@ def test_train_throughput_runs_plain_and_taf_through_the_engine(tmp_path: Path):
     assert rows["plain"]["clips_per_s"] > 0 and rows["taf"]["clips_per_s"] > 0
     # Time per clip relative to plain: plain's throughput over TAF's (not the other way round).
     assert rows["taf"]["x_plain_time"] == pytest.approx(rows["plain"]["clips_per_s"] / rows["taf"]["clips_per_s"])
+
+
+@pytest.mark.slow
+def test_networks_quick_runs_pools_and_the_mechanism(tmp_path: Path):
+    results = tmp_path / "networks"
+    work = tmp_path / "work"
+    _run("networks.py", "--quick", "--pools", "s16", "s32_crop", "--work", str(work), "--results", str(results))
+    res = json.loads((tmp_path / "networks.json").read_text())
+    assert [r["pool"]["name"] for r in res["pools"]] == ["s16", "s32_crop"]
+    s16, s32 = res["pools"]
+    assert list(s16["arms"]) == ["taf", "taf_mid", "taf_frac25"]
+    assert list(s32["arms"]) == ["taf"]
+    assert s16["n_seeds"] == s32["n_seeds"] == 2
+    # 32 px quick input: the small stem's last stage is 2x2 (stride 16), layer3 4x4; the ImageNet stem on the
+    # 28 px crop ends at 1x1.
+    assert s16["mechanism"]["taf"]["cam"]["map"] == [2, 2]
+    assert s16["mechanism"]["taf_mid"]["cam"]["map"] == [4, 4]
+    assert s32["mechanism"]["taf"]["cam"]["map"] == [1, 1]
+    for mech in (*s16["mechanism"].values(), *s32["mechanism"].values()):
+        assert 0.0 <= mech["target_is_label"] <= 100.0
+        # Sec. 3.2's rule: a clip gets its true label exactly when the baseline misclassifies it.
+        assert abs(mech["target_is_label"] - (100.0 - mech["train_mode_top1"])) < 1e-6
+        assert mech["lc_adv"] >= 0.0 and mech["ce_clean"] > 0.0
+    assert res["correlations"]["n"] == 4 and set(res["correlations"]["r"]) >= {"train-mode top-1"}
