@@ -37,7 +37,7 @@ from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
 from videotaf.analysis.report import build_report
 from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
 from videotaf.analysis.stats import format_markdown
-from videotaf.cam import cam_layer_of
+from videotaf.cam import cam_layer_of, cam_method_names
 from videotaf.cliargs import pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
@@ -256,6 +256,8 @@ def _cmd_cam(args: argparse.Namespace) -> int:
         class_names=names,
         seed=args.seed,
         cam_layer=cam_layer,
+        # --cam-method, else the weighting TA was trained with (adversarial.cam_method), else Grad-CAM
+        cam_method=args.cam_method or getattr(getattr(cfg, "adversarial", None), "cam_method", "gradcam"),
     )
     title = f"{args.video}" + (f" (label {names[label] if names else label})" if label is not None else "")
     fig = cam_figure(rows, args.out, title=title)
@@ -456,6 +458,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--adversarial", action="store_true", help="add rows for the clip after TA and after CE-PGD")
     _add_attack_args(p)
     _add_cam_layer_arg(p)
+    p.add_argument(
+        "--cam-method",
+        choices=cam_method_names(),
+        default=None,
+        help="weighting of Eq. 2: gradcam (the paper) or the ablation layercam (default: the config's "
+        "adversarial.cam_method, else gradcam)",
+    )
     p.add_argument("--size", type=int, default=None, help="crop size for --video files (default data.crop_size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="PNG path")

@@ -324,6 +324,7 @@ def cam_rows(
     class_names: Sequence[str] | None = None,
     seed: int = 0,
     cam_layer: str | None = None,
+    cam_method: str = "gradcam",
 ) -> list[CamRow]:
     """CAM rows of ``clip`` ``(T, 3, H, W)`` for each model (Figures 1 and 6), and with ``adversarial`` the rows
     of the clip after TA (Eq. 6) and after CE-based PGD (Eq. 1) at the same budget, for each model (Figure 3).
@@ -331,7 +332,8 @@ def cam_rows(
     ``target``: the class explained, ``"pred"`` (each model's clean prediction, kept for its adversarial rows)
     or ``"label"`` (needs ``label``). Adversarial attacks need a label; without one the clean prediction is used.
     ``cam_layer``: dotted name of the module the CAMs and TA read (:func:`videotaf.cam.cam_layer_of`), the same
-    for every model; None: each model's own ``cam_layer``.
+    for every model; None: each model's own ``cam_layer``. ``cam_method``: the weighting of Eq. (2) for the maps
+    and TA (:func:`videotaf.cam.cam_weighting`; ``"layercam"`` is an ablation).
     """
     if clip.dim() != 4 or clip.shape[1] != 3:
         raise ValueError(f"cam_rows: clip must be (T, 3, H, W), got {tuple(clip.shape)}")
@@ -358,7 +360,7 @@ def cam_rows(
                 device = param.device if param is not None else torch.device("cpu")
                 x = clip[None].to(device)
                 tgt = torch.tensor([label], device=device) if target == "label" else None
-                res = temporal_gradcam(model, x, targets=tgt, score=score, cam_layer=cam_layer)
+                res = temporal_gradcam(model, x, targets=tgt, score=score, cam_layer=cam_layer, method=cam_method)
                 rows.append(CamRow(name, clip, res.cams_norm[0].cpu(), res.frame_scores[0].cpu(), describe(res.logits)))
                 if adversarial:
                     y = (
@@ -368,13 +370,19 @@ def cam_rows(
                     )
                     attacks = {
                         "TA": TemporalAdversarialAugmentation(
-                            model, eps=eps, step_size=step_size, steps=steps, options=TAOptions(cam_layer=cam_layer)
+                            model,
+                            eps=eps,
+                            step_size=step_size,
+                            steps=steps,
+                            options=TAOptions(cam_layer=cam_layer, cam_method=cam_method),
                         ),
                         "CE-PGD": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
                     }
                     for a_name, attack in attacks.items():
                         adv = attack(x, y.long()).detach()
-                        r2 = temporal_gradcam(model, adv, targets=res.targets, score=score, cam_layer=cam_layer)
+                        r2 = temporal_gradcam(
+                            model, adv, targets=res.targets, score=score, cam_layer=cam_layer, method=cam_method
+                        )
                         rows.append(
                             CamRow(
                                 f"{name} + {a_name} (eps {eps * 255:.0f}/255)",
