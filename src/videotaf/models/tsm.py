@@ -5,10 +5,17 @@ from __future__ import annotations
 import torch
 
 from videotaf.models.base import BackboneClassifier
+from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 from videotaf.models.layers.temporal_shift import TemporalShift
-from videotaf.models.registry import register_model, with_imagenet
+from videotaf.models.registry import register_family
 from videotaf.models.resnet import ResNet2d
-from videotaf.models.weights import CLASSIFIER_RULES, register_key_scheme
+from videotaf.models.weights import (
+    CLASSIFIER_RULES,
+    ReferenceAccuracy,
+    WeightsInfo,
+    register_key_scheme,
+    register_weights,
+)
 
 # mit-han-lab/temporal-shift-module: ``module.base_model.layer1.0.conv1.net.weight`` (the shift wraps conv1 as
 # ``.net``), ``module.base_model.bn1.*``, ``module.new_fc.*`` (or ``base_model.fc.*`` without dropout).
@@ -61,16 +68,25 @@ class TSM(BackboneClassifier):
         return logits.view(b, t, -1).mean(dim=1)
 
 
-@register_model("tsm")
-def tsm(
-    num_classes: int,
-    num_frames: int,
-    depth: int = 50,
-    width: float = 1.0,
-    dropout: float = 0.5,
-    shift_div: int = 8,
-    shift_place: str = "blockres",
-    imagenet_weights: str | None = None,
-) -> TSM:
-    """TSM-ResNet (8 or 16 frames in the paper); ``imagenet_weights``: local torchvision ResNet state dict."""
-    return with_imagenet(TSM(num_classes, num_frames, depth, width, dropout, shift_div, shift_place), imagenet_weights)
+tsm = register_family("tsm", TSM)
+
+register_weights(
+    WeightsInfo(
+        "tsm_release",
+        "tsm",
+        "tsm",
+        8,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        256,
+        224,
+        "backbone.layer4",
+        source="mit-han-lab/temporal-shift-module (README, Something-Something tables)",
+        reference=(
+            ReferenceAccuracy("Something-Something V1", 8, 45.6, "1 centre crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V1", 16, 47.2, "1 centre crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V2", 8, 61.2, "full resolution x 2 clips"),
+            ReferenceAccuracy("Something-Something V2", 16, 63.1, "full resolution x 2 clips"),
+        ),
+    )
+)
