@@ -365,6 +365,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``compare``, ``robustness``, ``analyze``, ``cam`` and ``report``; each sets ``func(args) -> int``."""
+    _register_compare(subparsers)
+    _register_robustness(subparsers)
+    _register_analyze(subparsers)
+    _register_cam(subparsers)
+    _register_report(subparsers)
+
+
+def _register_compare(subparsers: argparse._SubParsersAction) -> None:
+    """``compare``: paired-seed fine-tunes of several methods against the control."""
     p = subparsers.add_parser(
         "compare",
         help="does a method beat the equal-epoch control on your data? paired-seed fine-tunes with CIs",
@@ -400,6 +409,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace runs made with other settings")
     p.set_defaults(func=_cmd_compare)
 
+
+def _register_robustness(subparsers: argparse._SubParsersAction) -> None:
+    """``robustness``: accuracy under corruptions (Table 3)."""
     p = subparsers.add_parser(
         "robustness",
         help="top-1/top-5 under common corruptions (Table 3), mPC and rPC, checkpoints side by side",
@@ -429,6 +441,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.set_defaults(func=_cmd_robustness)
 
+
+def _register_analyze(subparsers: argparse._SubParsersAction) -> None:
+    """``analyze``: temporal attention metrics and their change under TA and CE-PGD."""
     p = subparsers.add_parser(
         "analyze",
         help="temporal attention metrics (CAM share, entropy, weakest frames) and their change under TA vs CE-PGD",
@@ -446,6 +461,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.set_defaults(func=_cmd_analyze)
 
+
+def _register_cam(subparsers: argparse._SubParsersAction) -> None:
+    """``cam``: the Grad-CAM figure of one clip."""
     p = subparsers.add_parser(
         "cam", help="Grad-CAM figure of one clip (Figures 1, 3, 6): frames, overlays, per-frame attention curve"
     )
@@ -472,6 +490,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.set_defaults(func=_cmd_cam)
 
+
+def _register_report(subparsers: argparse._SubParsersAction) -> None:
+    """``report``: the HTML report of run directories."""
     p = subparsers.add_parser("report", help="HTML report of run directories (accuracy, curves, Fig. 4/5, robustness)")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", type=Path, required=True, help="output directory (index.html and PNGs)")
