@@ -188,7 +188,7 @@ class FileList(VideoDataset):
     (TSM and GST use 3). Flip map: classes differing only by left <-> right. Parsing: :func:`parse_filelist`.
     """
 
-    def __init__(
+    def __init__(  # size: the file list's options, then VideoDataset's keywords
         self,
         root: str | os.PathLike,
         list_file: str | os.PathLike,
