@@ -185,3 +185,30 @@ def test_cli_eval_of_an_official_checkpoint_uses_its_family(tmp_path: Path, synt
     # Without --config an official file is still refused as before, naming the file.
     assert main(["eval", "--checkpoint", str(official), "--out", str(tmp_path / "e3.json")]) == 2
     assert str(official) in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_finetune_of_an_official_checkpoint_uses_its_family(tmp_path: Path, monkeypatch, capsys):
+    from videotaf.cli import main
+    from videotaf.engine import commands
+
+    official = _official_tsm(tmp_path / "tsm.pth")
+    path = tmp_path / "ft.yaml"
+    model = {"name": "tsm", "num_classes": 3, "num_frames": 16, "options": {"depth": 18, "width": 0.125}}
+    path.write_text(yaml.safe_dump({"model": model, "data": {"num_frames": 16}}))
+    started = []
+    monkeypatch.setattr(commands, "_run_fit", lambda cfg, args, start_note=None: started.append(cfg) or 0)
+    args = ["finetune", "--config", str(path), "--checkpoint", str(official), "--method", "taf"]
+    assert main([*args, "--out", str(tmp_path / "run"), "--set", "data.crop_size=112"]) == 0
+    (cfg,) = started
+    # The file names the frames, --set the crop: both kept; the family sets the resize and the CAM layer.
+    assert (cfg.model.num_frames, cfg.data.num_frames, cfg.data.crop_size) == (16, 16, 112)
+    assert (cfg.data.scale_size, cfg.adversarial.cam_layer, cfg.model.pretrained) == (
+        256,
+        "backbone.layer4",
+        str(official),
+    )
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith("weights tsm_release (") and line.endswith(
+        "keeps model.num_frames=16, data.num_frames=16, data.crop_size=112"
+    )
