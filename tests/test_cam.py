@@ -8,15 +8,22 @@ import torch
 import videotaf.cam as cam_module
 from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
 from videotaf.cam import (
+    CamMethodError,
+    CamWeighting,
+    GradCam,
     cam_loss,
+    cam_method_names,
+    cam_weighting,
     float16_autocast,
     frame_attention,
     frame_cams,
     frame_maps,
     nonkey_frames,
     normalize_cams,
+    register_cam_method,
     temporal_gradcam,
 )
+from videotaf.config import ConfigError, config_from_dict
 
 from toy_models import LinearHead2D, Toy2D
 
@@ -209,3 +216,75 @@ def test_float16_autocast_detection(monkeypatch, old_torch):
     with torch.autocast("cpu", dtype=torch.float16):
         assert float16_autocast(cpu)
         assert not float16_autocast(torch.device("meta"))
+
+
+# ----------------------------------------------------------------------------- the weighting of Eq. (2)
+def test_layercam_by_hand_and_gradcam_is_the_default():
+    features, grads = _features_and_grads()
+    # relu(grads): frame 0 [[1, 3], [0, 0]] -> [1*1 + 0*3, 3*2 + 0*4] = [1, 6]; frame 1 [[0, 0], [2, 2]] ->
+    # [0*0 + 2*1, 0*1 + 2*1] = [2, 2]
+    assert torch.equal(frame_cams(features, grads, method="layercam"), torch.tensor([[[[1.0, 6.0]], [[2.0, 2.0]]]]))
+    assert torch.equal(frame_cams(features, grads, method="gradcam"), frame_cams(features, grads))
+    assert torch.equal(frame_cams(features, grads, method=GradCam()), torch.tensor([[[[-1.0, 0.0]], [[2.0, 2.0]]]]))
+
+
+def test_a_new_weighting_is_a_class_not_an_edit(monkeypatch):
+    monkeypatch.setattr(cam_module, "_CAM_METHODS", dict(cam_module._CAM_METHODS))
+
+    class ChannelSum(CamWeighting):
+        name = "channelsum"
+
+        def weights(self, features, grads):
+            return torch.ones_like(features[:, :, :, :1, :1])
+
+    register_cam_method(ChannelSum())
+    assert cam_method_names() == ("gradcam", "layercam", "channelsum")
+    features, grads = _features_and_grads()
+    # the plain channel sums: frame 0 [1 + 3, 2 + 4], frame 1 [0 + 1, 1 + 1]
+    assert torch.equal(frame_cams(features, grads, method="channelsum"), torch.tensor([[[[4.0, 6.0]], [[1.0, 2.0]]]]))
+    assert TAOptions(cam_method="channelsum").cam_method == "channelsum"
+
+
+def test_unknown_cam_method_is_refused_by_name():
+    features, grads = _features_and_grads()
+    with pytest.raises(CamMethodError, match=r"^cam_method: expected one of gradcam, layercam, got 'gradcam\+\+'$"):
+        frame_cams(features, grads, method="gradcam++")
+    with pytest.raises(ValueError, match="cam_method must be one of 'gradcam', 'layercam'"):
+        TAOptions(cam_method="GradCAM")
+    with pytest.raises(CamMethodError, match="^--cam-method: expected"):
+        cam_weighting("nope", field="--cam-method")
+
+
+def test_layercam_ta_gradient_matches_finite_differences_second_order():
+    # Through relu(grads) the weights depend on x (log-prob score): the exact gradient needs second_order.
+    torch.manual_seed(0)
+    model = LinearHead2D().double()
+    x = torch.rand(2, 3, 3, 5, 5, dtype=torch.float64)
+    options = TAOptions(target_rule="true", second_order=True, cam_method="layercam")
+    attack = TemporalAdversarialAugmentation(model, options=options)
+    _check_against_finite_differences(model, attack, x, torch.tensor([1, 0]))
+
+
+def test_layercam_changes_the_attack_and_the_analysis_maps():
+    torch.manual_seed(0)
+    model = Toy2D().eval()
+    clips = torch.rand(2, 4, 3, 16, 16)
+    labels = torch.tensor([0, 3])
+    grad = temporal_gradcam(model, clips, targets=labels)
+    layer = temporal_gradcam(model, clips, targets=labels, method="layercam")
+    assert layer.cams.shape == grad.cams.shape and not torch.allclose(layer.cams, grad.cams)
+    # Toy2D's CAM layer ends in a ReLU, so features >= 0 and LayerCAM's maps (relu(grads) * features) are too.
+    assert bool((layer.cams >= 0).all())
+    advs = [
+        TemporalAdversarialAugmentation(model, options=TAOptions(target_rule="true", cam_method=m))(clips, labels)
+        for m in ("gradcam", "layercam")
+    ]
+    assert not torch.equal(advs[0], advs[1])
+
+
+def test_config_selects_the_cam_method():
+    cfg = config_from_dict({"adversarial": {"method": "taf", "cam_method": "layercam"}})
+    assert cfg.adversarial.ta_options() == TAOptions(cam_method="layercam")
+    assert config_from_dict({"adversarial": {"method": "taf"}}).adversarial.ta_options() == TAOptions()
+    with pytest.raises(ConfigError, match=r"adversarial\.cam_method.*gradcam \| layercam"):
+        config_from_dict({"adversarial": {"method": "taf", "cam_method": "gradcampp"}})

@@ -417,3 +417,29 @@ def test_cli_warning_printer_formats_any_warning_as_one_line(capsys) -> None:
 
     _show_warning(UserWarning("two\n  lines"), UserWarning, "/x/y.py", 3)
     assert capsys.readouterr().err == "warning: UserWarning: two lines\n"
+
+
+@pytest.mark.slow
+def test_cli_cam_takes_the_cam_method(tmp_path: Path, tsm_engine, capsys) -> None:
+    from videotaf.cli import main
+
+    cam = ["cam", "--checkpoint", "a.pt", "--video", "dataset:0", "--device", "cpu", "--cam-layer", "backbone.layer3"]
+    methods: list[str] = []
+    real = cam_module.cams_from_forward
+
+    def spy(*a, **k):
+        methods.append(cam_module.cam_weighting(k.get("method", "gradcam")).name)
+        return real(*a, **k)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cam_module, "cams_from_forward", spy)
+        m.setattr(attack_mod, "cams_from_forward", spy)
+        assert main([*cam, "--adversarial", "--cam-method", "layercam", "--out", str(tmp_path / "l.png")]) == 0
+        assert main([*cam, "--out", str(tmp_path / "g.png")]) == 0
+    # The clean CAM, TA's step and the two attacked rows' CAMs use LayerCAM; without the flag, Grad-CAM.
+    assert methods == ["layercam"] * 4 + ["gradcam"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main([*cam, "--cam-method", "gradcam++", "--out", str(tmp_path / "x.png")])
+    assert stop.value.code == 2
+    assert "--cam-method: invalid choice: 'gradcam++'" in capsys.readouterr().err

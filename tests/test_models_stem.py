@@ -63,5 +63,9 @@ def test_tsm_registry_builds_the_small_input_variant_and_its_cam_layer_is_4x4():
 
 
 def test_imagenet_weights_need_the_imagenet_stem(tmp_path):
+    weights = tmp_path / "resnet18.pth"
+    torch.save(ResNet2d(18, 0.25).state_dict(), weights)
     with pytest.raises(ValueError, match="need stem='imagenet'"):
-        build("tsm", num_classes=5, num_frames=4, depth=18, width=0.25, stem="small", imagenet_weights="x.pth")
+        build("tsm", num_classes=5, num_frames=4, depth=18, width=0.25, stem="small", imagenet_weights=str(weights))
+    model = build("tsm", num_classes=5, num_frames=4, depth=18, width=0.25, imagenet_weights=str(weights))
+    assert torch.equal(model.backbone.conv1.weight, torch.load(weights)["conv1.weight"])

@@ -35,6 +35,7 @@ from videotaf.cam import (
     Score,
     cam_layer_of,
     cam_loss,
+    cam_method_names,
     cams_from_forward,
     float16_autocast,
     normalize_cams,
@@ -62,6 +63,8 @@ class TAOptions:
             ``"backbone.layer3"`` for TSM; :func:`videotaf.cam.cam_layer_of`); ``None``: the model's own
             ``cam_layer`` (layer4 for the ResNet models). The paper reads the last stage at 224 px, 7x7 maps; at
             small inputs that stage is 2x2 or less and an earlier one keeps a spatial pattern.
+        cam_method: the weighting of Eq. (2) by registered name (:class:`videotaf.cam.CamWeighting`):
+            ``"gradcam"`` (the paper) or an ablation such as ``"layercam"``.
     """
 
     score: Score = "log_prob"
@@ -70,8 +73,13 @@ class TAOptions:
     target_rule: TargetRule = "paper"
     second_order: bool = False
     cam_layer: str | None = None
+    cam_method: str = "gradcam"
 
     def __post_init__(self) -> None:
+        if self.cam_method not in cam_method_names():
+            raise ValueError(
+                f"cam_method must be one of {', '.join(map(repr, cam_method_names()))}, got {self.cam_method!r}"
+            )
         if self.cam_layer is not None and (not isinstance(self.cam_layer, str) or not self.cam_layer.strip()):
             raise ValueError(f"cam_layer must be None or a dotted module name, got {self.cam_layer!r}")
         for name, allowed in (
@@ -416,7 +424,9 @@ class TemporalAdversarialAugmentation(ProjectedGradientAscent):
         if features is None:
             raise ValueError("TA's loss needs the CAM layer's output of the forward pass (forward_with_features)")
         o = self.options
-        cams = cams_from_forward(logits, features, targets, o.score, o.relu, o.second_order, grad_scale)
+        cams = cams_from_forward(
+            logits, features, targets, o.score, o.relu, o.second_order, grad_scale, method=o.cam_method
+        )
         cams_norm = normalize_cams(cams, o.cam_norm)
         frames = cams_norm.shape[1]
         n = frames if self.num_nonkey is None else self.num_nonkey

@@ -13,6 +13,12 @@ standard Grad-CAM convention (Selvaraju et al. 2017; the AdvCAM work the paper c
 target's log-probability, i.e. minus the gradient of the cross-entropy, so larger = more evidence for the target.
 ``score="ce"`` gives the literal sign and ``score="logit"`` the raw class score of classic Grad-CAM.
 
+How the features are weighted. Eq. (2) weights each channel by the spatial mean of its gradient (Grad-CAM). That
+weighting is the one replaceable piece (:class:`CamWeighting`, as pytorch-grad-cam's ``get_cam_weights``): an
+ablation is a new subclass given to :func:`register_cam_method`, selected by name (``TAOptions.cam_method``,
+``adversarial.cam_method``, ``videotaf cam --cam-method``), never an edit of this module. :class:`LayerCam` ships as
+one such ablation, not a default: the paper's TA is Grad-CAM.
+
 Following AdvCAM/GAIN, the Grad-CAM weights are treated as constants during the attack (one forward, one backward
 for the weights, one backward for the step); ``second_order=True`` keeps them in the graph instead.
 
@@ -30,7 +36,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +53,89 @@ NormMode = Literal["paper", "minmax"]
 _EPS = 1e-12
 
 
-def frame_cams(features: torch.Tensor, grads: torch.Tensor, relu: bool = False) -> torch.Tensor:
+class CamWeighting:
+    """The weighting of Eq. (2): how the CAM layer's gradient turns into weights on its features.
+
+    The CAM of a frame is ``(weights(features, grads) * features).sum(channels)``. Subclasses set ``name`` (the
+    value of ``TAOptions.cam_method`` / ``adversarial.cam_method``) and override :meth:`weights`; register them
+    with :func:`register_cam_method`. Weights must stay differentiable in ``grads`` (TA's ``second_order`` reading
+    backpropagates through them) and cost no further backward pass.
+    """
+
+    name: ClassVar[str] = ""
+
+    def weights(self, features: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """Weights broadcastable to ``features`` ``(B, T', C, h, w)``: ``(B, T', C, 1, 1)`` per channel, or
+        ``(B, T', C, h, w)`` per location."""
+        raise NotImplementedError
+
+
+class GradCam(CamWeighting):
+    """Grad-CAM (Selvaraju et al. 2017), Eq. (2) and the default: each channel weighted by the spatial mean of its
+    gradient, ``alpha_k = mean_ij dS / dF_kij`` -> ``(B, T', C, 1, 1)``."""
+
+    name = "gradcam"
+
+    def weights(self, features: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return grads.mean(dim=(3, 4), keepdim=True)
+
+
+class LayerCam(CamWeighting):
+    """LayerCAM (Jiang et al. 2021), an ablation: each location weighted by its own positive gradient,
+    ``w_kij = relu(dS / dF_kij)`` -> ``(B, T', C, h, w)``.
+
+    Chosen over Grad-CAM++ because it needs no higher derivatives (Grad-CAM++'s closed form assumes an
+    exponential score) and no division, so it stays finite and differentiable inside TA's attack, also with
+    ``second_order``. Its maps keep the spatial detail of earlier layers that a channel mean averages away.
+    """
+
+    name = "layercam"
+
+    def weights(self, features: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return F.relu(grads)
+
+
+class CamMethodError(VideotafError, ValueError):
+    """A CAM weighting named by the user is not registered."""
+
+
+_CAM_METHODS: dict[str, CamWeighting] = {}
+
+
+def register_cam_method(weighting: CamWeighting) -> CamWeighting:
+    """Make ``weighting`` selectable by its ``name``; returns it. A second registration of a name replaces it."""
+    if not weighting.name or not weighting.name.isidentifier():
+        raise ValueError(f"a CAM weighting needs a name like 'gradcam', got {weighting.name!r}")
+    _CAM_METHODS[weighting.name] = weighting
+    return weighting
+
+
+register_cam_method(GradCam())
+register_cam_method(LayerCam())
+
+
+def cam_method_names() -> tuple[str, ...]:
+    """The registered CAM weightings, in registration order (``gradcam`` first)."""
+    return tuple(_CAM_METHODS)
+
+
+def cam_weighting(method: str | CamWeighting, *, field: str = "cam_method") -> CamWeighting:
+    """The :class:`CamWeighting` named ``method`` (an instance is returned as is).
+
+    Raises:
+        CamMethodError: no weighting of that name is registered; the message names ``field`` and the known names.
+    """
+    if isinstance(method, CamWeighting):
+        return method
+    found = _CAM_METHODS.get(method)
+    if found is None:
+        raise CamMethodError(f"{field}: expected one of {', '.join(cam_method_names())}, got {method!r}")
+    return found
+
+
+def frame_cams(
+    features: torch.Tensor, grads: torch.Tensor, relu: bool = False, method: str | CamWeighting = "gradcam"
+) -> torch.Tensor:
     """Per-frame Grad-CAM, Eq. (2).
 
     Args:
@@ -55,16 +143,17 @@ def frame_cams(features: torch.Tensor, grads: torch.Tensor, relu: bool = False) 
         grads: ``(B, T', C, h, w)`` gradient of the target score with respect to ``features``.
         relu: clamp negative evidence to zero (classic Grad-CAM). Off by default: Eq. (3) subtracts the minimum,
             which only matters for signed maps.
+        method: the weighting (:class:`CamWeighting` or its registered name); ``"gradcam"`` is Eq. (2).
 
     Returns:
-        ``(B, T', h, w)``: for each frame, the channel sum of ``features`` weighted by the spatial mean of
-        ``grads`` for that frame and channel.
+        ``(B, T', h, w)``: for each frame, the channel sum of ``features`` weighted by ``method``'s weights (for
+        Grad-CAM the spatial mean of ``grads`` for that frame and channel).
     """
     if features.shape != grads.shape or features.dim() != 5:
         raise ValueError(
             f"features and grads must both be (B, T', C, h, w); got {tuple(features.shape)} and {tuple(grads.shape)}"
         )
-    weights = grads.mean(dim=(3, 4), keepdim=True)
+    weights = cam_weighting(method).weights(features, grads)
     cams = (weights * features).sum(dim=2)
     return F.relu(cams) if relu else cams
 
@@ -326,6 +415,7 @@ def cams_from_forward(
     relu: bool = False,
     second_order: bool = False,
     grad_scale: float = 1.0,
+    method: str | CamWeighting = "gradcam",
 ) -> torch.Tensor:
     """Eq. (2) from one forward pass -> ``(B, T', h, w)``.
 
@@ -337,6 +427,7 @@ def cams_from_forward(
         grad_scale: multiplies the score before its backward and divides the gradient after it (in float32).
             Under float16 autocast the gradient at the CAM layer is the score's gradient spread over every
             frame and pixel, often below float16's smallest normal number; scaling keeps it representable.
+        method: the weighting of the features (:func:`cam_weighting`); ``"gradcam"`` is Eq. (2).
 
     The gradient of the target score with respect to the features is one backward through the head only; the
     graph is retained for the later backward passes of the attack and the training loss.
@@ -347,7 +438,7 @@ def cams_from_forward(
     if grad_scale != 1.0:
         grads = grads.float() / grad_scale
     b = logits.shape[0]
-    return frame_cams(frame_maps(layer_output, b), frame_maps(grads, b), relu=relu)
+    return frame_cams(frame_maps(layer_output, b), frame_maps(grads, b), relu=relu, method=method)
 
 
 # torch >= 2.4 asks autocast about any device type; 2.1-2.3 have one function pair per device type.
@@ -396,6 +487,7 @@ def temporal_gradcam(
     relu: bool = False,
     norm: NormMode = "paper",
     cam_layer: str | None = None,
+    method: str | CamWeighting = "gradcam",
 ) -> CamResult:
     """Per-frame Grad-CAM of a video model for figures and attention metrics (Eq. 2-3).
 
@@ -406,11 +498,14 @@ def temporal_gradcam(
         clips: ``(B, T, 3, H, W)`` in [0, 1].
         targets: ``(B,)`` labels to explain; the predicted class when None.
         cam_layer: dotted name of the module to read the maps from (:func:`cam_layer_of`); None: the model's own.
+        method: the weighting of Eq. (2) (:func:`cam_weighting`; ``"gradcam"``, or an ablation such as
+            ``"layercam"``).
 
     Warns:
         CamResolutionWarning: the maps are smaller than 3x3 (once per layer and size, :func:`warn_if_coarse`).
     """
     tap = FeatureTap()
+    weighting = cam_weighting(method)  # an unknown name fails before the forward pass
     layer = cam_layer_of(model, cam_layer)
     with torch.enable_grad(), tap.attached(layer):
         logits, _ = split_output(model(clips))
@@ -420,7 +515,7 @@ def temporal_gradcam(
         scale = 2.0**16 if float16_autocast(clips.device) else 1.0
         features = tap.pop()
         warn_if_coarse(model, layer, features, clips)
-        cams = cams_from_forward(logits, features, targets, score=score, relu=relu, grad_scale=scale)
+        cams = cams_from_forward(logits, features, targets, score=score, relu=relu, grad_scale=scale, method=weighting)
     cams = cams.detach().float()
     cams_norm = normalize_cams(cams, mode=norm)
     return CamResult(cams, cams_norm, frame_attention(cams_norm), logits.detach(), targets)

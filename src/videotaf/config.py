@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 
 from videotaf.attack import TAOptions, TargetRule
-from videotaf.cam import NormMode, Score
+from videotaf.cam import NormMode, Score, cam_method_names
 from videotaf.data.config import DataConfig
 from videotaf.errors import VideotafError
 from videotaf.io import atomic_write_bytes
@@ -107,6 +107,9 @@ class AdversarialConfig:
     before the first step. The analysis commands (``videotaf analyze``, ``videotaf cam``) read their CAMs from
     it too unless given ``--cam-layer``. Token models (video transformers) accept only their own CAM layer.
 
+    ``cam_method``: the weighting of Eq. 2 (``videotaf.cam.CamWeighting``): ``gradcam`` (the paper, default) or
+    the ablation ``layercam`` (per-location positive gradients).
+
     Cost (see ``videotaf.objective``): ``fraction`` in (0, 1] is the share of each batch that is attacked and
     takes the adversarial path (1: every clip, the paper; at K = 1 a step's pass-count floor is 1 + 5 fraction / 3
     plain steps, 1.42 at 0.25, against 7/3 at 1); ``low_memory`` (default on) runs the clean loss's backward before
@@ -130,6 +133,7 @@ class AdversarialConfig:
     low_memory: bool = True
     cam_layer: str | None = None
     dual_norm: DualNorm = "auto"
+    cam_method: str = "gradcam"
 
     def ta_options(self) -> TAOptions | None:
         """TA's options for ``build_objective(ta=...)`` (None unless the method is ``taf``)."""
@@ -142,6 +146,7 @@ class AdversarialConfig:
             target_rule=self.target_rule,
             second_order=self.second_order,
             cam_layer=self.cam_layer,
+            cam_method=self.cam_method,
         )
 
 
@@ -423,6 +428,8 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
     if a.cam_layer is not None and (not a.cam_layer.strip() or a.cam_layer != a.cam_layer.strip()):
         # Whether the name is a module of the model is checked once the model is built (engine.train).
         raise bad("adversarial.cam_layer", "null or a dotted module name such as backbone.layer3", a.cam_layer)
+    if a.cam_method not in cam_method_names():
+        raise bad("adversarial.cam_method", " | ".join(cam_method_names()), a.cam_method)
     if a.num_nonkey is not None and not 1 <= a.num_nonkey <= m.num_frames:
         raise bad("adversarial.num_nonkey", f"null or an int in [1, model.num_frames={m.num_frames}]", a.num_nonkey)
     if r.log_every < 1:

@@ -114,7 +114,7 @@ def _summary(values: list[torch.Tensor]) -> dict[str, float]:
     return {"mean": float(v.mean()), "std": std}
 
 
-def analyze_attention(
+def analyze_attention(  # size: a public API; its keywords are the CLI's and the benchmarks' options
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
@@ -166,27 +166,8 @@ def analyze_attention(
     model.eval()
     layer = cam_layer_of(model, cam_layer)  # a bad name fails before any clip is read
     if attacks is None:
-        attacks = {
-            "ta": TemporalAdversarialAugmentation(
-                model,
-                eps=eps,
-                step_size=step_size,
-                steps=steps,
-                options=TAOptions(cam_layer=cam_layer, target_rule=target_rule),
-            ),
-            "ce": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
-        }
-    clean_vals: dict[str, list[torch.Tensor]] = {"entropy": [], "weakest_share": [], "peak_share": []}
-    adv_vals: dict[str, dict[str, list[torch.Tensor]]] = {a: {k: [] for k in clean_vals} for a in attacks}
-    shift_vals: dict[str, dict[str, list[torch.Tensor]]] = {
-        a: {"l1": [], "tv": [], "entropy_change": [], "nonkey_gain": []} for a in attacks
-    }
-    profiles: dict[str, list[torch.Tensor]] = {"clean": [], **{a: [] for a in attacks}}
-    correct = {"clean": 0, **{a: 0 for a in attacks}}
-    total = 0
-    cam_frames: int | None = None
-    cam_size: list[int] | None = None
-    n_used: int | None = num_weakest
+        attacks = _default_attacks(model, eps, step_size, steps, cam_layer, target_rule)
+    tally = _Tally(list(attacks), num_weakest)
     devices = [device.index or 0] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):
@@ -197,65 +178,110 @@ def analyze_attention(
                 clips = batch[0].to(device)
                 labels = torch.as_tensor(batch[1]).to(device).long()
                 clean = temporal_gradcam(
-                    model,
-                    clips,
-                    targets=labels if cam_target == "label" else None,
-                    score=score,
-                    cam_layer=cam_layer,
+                    model, clips, targets=labels if cam_target == "label" else None, score=score, cam_layer=cam_layer
                 )
-                p = clean.frame_scores.detach().double().cpu()
-                if cam_frames is None:
-                    cam_frames = p.shape[1]
-                    cam_size = [int(clean.cams.shape[2]), int(clean.cams.shape[3])]
-                    n_used = default_num_weakest(cam_frames) if num_weakest is None else int(num_weakest)
-                elif p.shape[1] != cam_frames:
-                    raise ValueError(f"batch {b_idx}: {p.shape[1]} CAM frames, earlier batches had {cam_frames}")
-                total += p.shape[0]
-                correct["clean"] += int((clean.logits.argmax(1) == labels).sum())
-                profiles["clean"].append(p)
-                for k, v in attention_metrics(p, n_used).items():
-                    clean_vals[k].append(v)
+                p = tally.add_clean(b_idx, clean, labels)
                 for a, attack in attacks.items():
                     adv = attack(clips, labels).detach()
                     targets = None if cam_target == "own" else clean.targets
                     res = temporal_gradcam(model, adv, targets=targets, score=score, cam_layer=cam_layer)
-                    q = res.frame_scores.detach().double().cpu()
                     with torch.no_grad():
-                        correct[a] += int((model(adv).argmax(1) == labels).sum())
-                    profiles[a].append(q)
-                    for k, v in attention_metrics(q, n_used).items():
-                        adv_vals[a][k].append(v)
-                    for k, v in attention_shift(p, q, n_used).items():
-                        shift_vals[a][k].append(v)
+                        hits = int((model(adv).argmax(1) == labels).sum())
+                    tally.add_attacked(a, p, res.frame_scores.detach().double().cpu(), hits)
     finally:
         model.train(was_training)
-    if total == 0:
+    if tally.total == 0:
         raise ValueError("analyze_attention: the data gave no clips")
-
-    def profile(name: str) -> list[float]:
-        return [float(x) for x in torch.cat(profiles[name]).mean(dim=0)]
-
     out: dict[str, Any] = {
-        "num_clips": total,
+        "num_clips": tally.total,
         "cam_layer": module_name(model, layer),
-        "cam_frames": cam_frames,
-        "cam_size": cam_size,
-        "num_weakest": n_used,
+        "cam_frames": tally.cam_frames,
+        "cam_size": tally.cam_size,
+        "num_weakest": tally.n_used,
         "cam_target": cam_target,
         "score": score,
         "attack_budget": {"eps": eps, "step_size": step_size, "steps": steps},
-        "clean": {
-            **{k: _summary(v) for k, v in clean_vals.items()},
-            "top1": 100.0 * correct["clean"] / total,
-            "mean_profile": profile("clean"),
-        },
-        "attacks": {},
     }
-    for a in attacks:
-        out["attacks"][a] = {
-            "metrics": {k: _summary(v) for k, v in adv_vals[a].items()},
-            "shift": {k: _summary(v) for k, v in shift_vals[a].items()},
-            "top1": 100.0 * correct[a] / total,
-            "mean_profile": profile(a),
+    return {**out, **tally.summary()}
+
+
+def _default_attacks(
+    model: nn.Module, eps: float, step_size: float, steps: int, cam_layer: str | None, target_rule: TargetRule
+) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """TA (Eq. 6, reading ``cam_layer``, targets by ``target_rule``) and CE-based PGD (Eq. 1) at the same budget."""
+    options = TAOptions(cam_layer=cam_layer, target_rule=target_rule)
+    return {
+        "ta": TemporalAdversarialAugmentation(model, eps=eps, step_size=step_size, steps=steps, options=options),
+        "ce": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
+    }
+
+
+class _Tally:
+    """The per-clip metrics of :func:`analyze_attention`, batch by batch, and their summary."""
+
+    def __init__(self, attacks: list[str], num_weakest: int | None) -> None:
+        names = ("entropy", "weakest_share", "peak_share")
+        self.attacks = attacks
+        self.clean: dict[str, list[torch.Tensor]] = {k: [] for k in names}
+        self.adv: dict[str, dict[str, list[torch.Tensor]]] = {a: {k: [] for k in names} for a in attacks}
+        self.shift: dict[str, dict[str, list[torch.Tensor]]] = {
+            a: {"l1": [], "tv": [], "entropy_change": [], "nonkey_gain": []} for a in attacks
         }
-    return out
+        self.profiles: dict[str, list[torch.Tensor]] = {"clean": [], **{a: [] for a in attacks}}
+        self.correct = {"clean": 0, **{a: 0 for a in attacks}}
+        self.total = 0
+        self.cam_frames: int | None = None
+        self.cam_size: list[int] | None = None
+        self.num_weakest = num_weakest
+        self.n_used: int | None = num_weakest
+
+    def add_clean(self, b_idx: int, clean: Any, labels: torch.Tensor) -> torch.Tensor:
+        """Record batch ``b_idx``'s clean CAMs (a :class:`~videotaf.cam.CamResult`); returns its ``p`` ``(B, T')``.
+
+        The first batch fixes T', the map size and the default ``n``; a later batch with another T' is an error.
+        """
+        p = clean.frame_scores.detach().double().cpu()
+        if self.cam_frames is None:
+            self.cam_frames = p.shape[1]
+            self.cam_size = [int(clean.cams.shape[2]), int(clean.cams.shape[3])]
+            self.n_used = default_num_weakest(self.cam_frames) if self.num_weakest is None else int(self.num_weakest)
+        elif p.shape[1] != self.cam_frames:
+            raise ValueError(f"batch {b_idx}: {p.shape[1]} CAM frames, earlier batches had {self.cam_frames}")
+        self.total += p.shape[0]
+        self.correct["clean"] += int((clean.logits.argmax(1) == labels).sum())
+        self.profiles["clean"].append(p)
+        for k, v in attention_metrics(p, self.n_used).items():
+            self.clean[k].append(v)
+        return p
+
+    def add_attacked(self, attack: str, p: torch.Tensor, q: torch.Tensor, hits: int) -> None:
+        """Record attack ``attack``'s per-frame attention ``q`` of the clips whose clean one was ``p``."""
+        self.correct[attack] += hits
+        self.profiles[attack].append(q)
+        for k, v in attention_metrics(q, self.n_used).items():
+            self.adv[attack][k].append(v)
+        for k, v in attention_shift(p, q, self.n_used).items():
+            self.shift[attack][k].append(v)
+
+    def _profile(self, name: str) -> list[float]:
+        return [float(x) for x in torch.cat(self.profiles[name]).mean(dim=0)]
+
+    def summary(self) -> dict[str, Any]:
+        """``{"clean": ..., "attacks": {name: ...}}`` as :func:`analyze_attention` returns them."""
+        clean = {k: _summary(v) for k, v in self.clean.items()}
+        return {
+            "clean": {
+                **clean,
+                "top1": 100.0 * self.correct["clean"] / self.total,
+                "mean_profile": self._profile("clean"),
+            },
+            "attacks": {
+                a: {
+                    "metrics": {k: _summary(v) for k, v in self.adv[a].items()},
+                    "shift": {k: _summary(v) for k, v in self.shift[a].items()},
+                    "top1": 100.0 * self.correct[a] / self.total,
+                    "mean_profile": self._profile(a),
+                }
+                for a in self.attacks
+            },
+        }

@@ -38,7 +38,7 @@ from videotaf.analysis.report import build_report
 from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
 from videotaf.analysis.stats import format_markdown
 from videotaf.attack import TargetRule
-from videotaf.cam import cam_layer_of
+from videotaf.cam import cam_layer_of, cam_method_names
 from videotaf.cliargs import pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
@@ -265,6 +265,8 @@ def _cmd_cam(args: argparse.Namespace) -> int:
         seed=args.seed,
         cam_layer=cam_layer,
         target_rule=_target_rule(cfg),
+        # --cam-method, else the weighting TA was trained with (adversarial.cam_method), else Grad-CAM
+        cam_method=args.cam_method or getattr(getattr(cfg, "adversarial", None), "cam_method", "gradcam"),
     )
     title = f"{args.video}" + (f" (label {names[label] if names else label})" if label is not None else "")
     fig = cam_figure(rows, args.out, title=title)
@@ -379,6 +381,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``compare``, ``robustness``, ``analyze``, ``cam`` and ``report``; each sets ``func(args) -> int``."""
+    _register_compare(subparsers)
+    _register_robustness(subparsers)
+    _register_analyze(subparsers)
+    _register_cam(subparsers)
+    _register_report(subparsers)
+
+
+def _register_compare(subparsers: argparse._SubParsersAction) -> None:
+    """``compare``: paired-seed fine-tunes of several methods against the control."""
     p = subparsers.add_parser(
         "compare",
         help="does a method beat the equal-epoch control on your data? paired-seed fine-tunes with CIs",
@@ -420,6 +431,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_cmd_compare)
 
+
+def _register_robustness(subparsers: argparse._SubParsersAction) -> None:
+    """``robustness``: accuracy under corruptions (Table 3)."""
     p = subparsers.add_parser(
         "robustness",
         help="top-1/top-5 under common corruptions (Table 3), mPC and rPC, checkpoints side by side",
@@ -449,6 +463,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.set_defaults(func=_cmd_robustness)
 
+
+def _register_analyze(subparsers: argparse._SubParsersAction) -> None:
+    """``analyze``: temporal attention metrics and their change under TA and CE-PGD."""
     p = subparsers.add_parser(
         "analyze",
         help="temporal attention metrics (CAM share, entropy, weakest frames) and their change under TA vs CE-PGD",
@@ -466,6 +483,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.set_defaults(func=_cmd_analyze)
 
+
+def _register_cam(subparsers: argparse._SubParsersAction) -> None:
+    """``cam``: the Grad-CAM figure of one clip."""
     p = subparsers.add_parser(
         "cam", help="Grad-CAM figure of one clip (Figures 1, 3, 6): frames, overlays, per-frame attention curve"
     )
@@ -478,6 +498,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--adversarial", action="store_true", help="add rows for the clip after TA and after CE-PGD")
     _add_attack_args(p)
     _add_cam_layer_arg(p)
+    p.add_argument(
+        "--cam-method",
+        choices=cam_method_names(),
+        default=None,
+        help="weighting of Eq. 2: gradcam (the paper) or the ablation layercam (default: the config's "
+        "adversarial.cam_method, else gradcam)",
+    )
     p.add_argument("--size", type=int, default=None, help="crop size for --video files (default data.crop_size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="PNG path")
@@ -485,6 +512,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.set_defaults(func=_cmd_cam)
 
+
+def _register_report(subparsers: argparse._SubParsersAction) -> None:
+    """``report``: the HTML report of run directories."""
     p = subparsers.add_parser("report", help="HTML report of run directories (accuracy, curves, Fig. 4/5, robustness)")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", type=Path, required=True, help="output directory (index.html and PNGs)")

@@ -194,7 +194,7 @@ def _check_row(row: CamRow, index: int) -> None:
         )
 
 
-def cam_figure(
+def cam_figure(  # size: the figure's geometry as keyword options
     rows: Sequence[CamRow],
     out_path: str | Path,
     *,
@@ -227,17 +227,12 @@ def cam_figure(
     h, w = rows[0].clip.shape[-2:]
     frame_h = max(16, int(round(frame_px * h / w)))
     title_px = 30 if title else 0
-    width_px = label_px + t * frame_px
     block_px = frame_h + curve_px + 24
-    height_px = title_px + len(rows) * block_px
-    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    box = _CamLayout(t, frame_px, frame_h, curve_px, label_px, label_px + t * frame_px, title_px + len(rows) * block_px)
+    fig = Figure(figsize=(box.width_px / dpi, box.height_px / dpi), dpi=dpi)
     renderer = FigureCanvasAgg(fig).get_renderer()
     if title:
-        fig.suptitle(title, fontsize=10, y=1 - 4 / height_px, va="top")
-    name_font = FontProperties(size=8, weight="bold")
-    info_font = FontProperties(size=7)
-    pad = 6  # pixels between the figure edge and the text, and between the text and the first frame
-    text_w = max(label_px - 2 * pad, 1)
+        fig.suptitle(title, fontsize=10, y=1 - 4 / box.height_px, va="top")
     curves, maps = [], []
     for r, row in enumerate(rows):
         clip = row.clip.detach().float().cpu().clamp(0, 1)
@@ -246,49 +241,83 @@ def cam_figure(
         heat = _row_heatmaps(row, (clip.shape[-2], clip.shape[-1]))
         top = title_px + r * block_px
         for i in range(t):
-            left = label_px + i * frame_px
-            ax = fig.add_axes(
-                (left / width_px, 1 - (top + frame_h) / height_px, frame_px / width_px, frame_h / height_px)
-            )
+            ax = fig.add_axes(box.frame_rect(top, i))
             frame = clip[i].permute(1, 2, 0).numpy()
             ax.imshow(overlay_heatmap(frame, heat[index[i]], alpha=alpha, cmap=cmap), interpolation="bilinear")
             ax.set_axis_off()
         curve = scores[index]
-        cax = fig.add_axes(
-            (
-                label_px / width_px,
-                1 - (top + frame_h + curve_px) / height_px,
-                t * frame_px / width_px,
-                (curve_px - 6) / height_px,
-            )
-        )
-        cax.plot(np.arange(t), curve, marker="o", markersize=3, color="tab:orange", linewidth=1.5)
-        cax.fill_between(np.arange(t), 0, curve, color="tab:orange", alpha=0.2)
-        cax.set_xlim(-0.5, t - 0.5)
-        peak = float(np.nanmax(curve)) if curve.size else 1.0
-        cax.set_ylim(0, max(peak * 1.15, 1e-6))
-        cax.set_xticks(np.arange(t))
-        cax.tick_params(labelsize=6, length=2, pad=1)
-        cax.set_ylabel("share", fontsize=6)
-        # The label column: the row's name (bold), then its info (the prediction), each wrapped to the column
-        # and cut with an ellipsis when the frame height is used up; centred on the frames.
-        name_h = name_font.get_size_in_points() * dpi / 72 * 1.25
-        info_h = info_font.get_size_in_points() * dpi / 72 * 1.25
-        name_lines = _fit_lines(row.label, name_font, text_w, max(1, min(2, int(frame_h // name_h))), renderer)
-        room = int((frame_h - len(name_lines) * name_h) // info_h)
-        info_lines = _fit_lines(row.info, info_font, text_w, room, renderer) if row.info and room > 0 else []
-        lines = [(s, name_font, name_h) for s in name_lines] + [(s, info_font, info_h) for s in info_lines]
-        y = top + (frame_h - sum(lh for _, _, lh in lines)) / 2
-        for text, font, lh in lines:
-            fig.text(pad / width_px, 1 - y / height_px, text, fontproperties=font, va="top", ha="left")
-            y += lh
+        _draw_curve(fig.add_axes(box.curve_rect(top)), curve)
+        _draw_label(fig, box, row, top, renderer, dpi)
         curves.append(curve)
         maps.append(index)
-    _cam_key(fig, title_px + frame_h, curve_px, label_px, width_px, height_px, alpha, cmap)
+    _cam_key(fig, title_px + frame_h, curve_px, label_px, box.width_px, box.height_px, alpha, cmap)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=dpi, format="png")
-    return CamFigure(out_path, curves, maps, (width_px, height_px), [r.label for r in rows], fig)
+    return CamFigure(out_path, curves, maps, (box.width_px, box.height_px), [r.label for r in rows], fig)
+
+
+@dataclass(frozen=True)
+class _CamLayout:
+    """Pixel geometry of :func:`cam_figure`: ``t`` frames of ``frame_px`` x ``frame_h`` right of a ``label_px``
+    text column, the attention curve ``curve_px`` high below them."""
+
+    t: int
+    frame_px: int
+    frame_h: int
+    curve_px: int
+    label_px: int
+    width_px: int
+    height_px: int
+
+    def frame_rect(self, top: float, i: int) -> tuple[float, float, float, float]:
+        left = self.label_px + i * self.frame_px
+        return (
+            left / self.width_px,
+            1 - (top + self.frame_h) / self.height_px,
+            self.frame_px / self.width_px,
+            self.frame_h / self.height_px,
+        )
+
+    def curve_rect(self, top: float) -> tuple[float, float, float, float]:
+        return (
+            self.label_px / self.width_px,
+            1 - (top + self.frame_h + self.curve_px) / self.height_px,
+            self.t * self.frame_px / self.width_px,
+            (self.curve_px - 6) / self.height_px,
+        )
+
+
+def _draw_curve(cax: Any, curve: np.ndarray) -> None:
+    """The per-frame attention share below a row's frames."""
+    t = len(curve)
+    cax.plot(np.arange(t), curve, marker="o", markersize=3, color="tab:orange", linewidth=1.5)
+    cax.fill_between(np.arange(t), 0, curve, color="tab:orange", alpha=0.2)
+    cax.set_xlim(-0.5, t - 0.5)
+    peak = float(np.nanmax(curve)) if curve.size else 1.0
+    cax.set_ylim(0, max(peak * 1.15, 1e-6))
+    cax.set_xticks(np.arange(t))
+    cax.tick_params(labelsize=6, length=2, pad=1)
+    cax.set_ylabel("share", fontsize=6)
+
+
+def _draw_label(fig: Figure, box: _CamLayout, row: CamRow, top: float, renderer: Any, dpi: int) -> None:
+    """The label column: the row's name (bold), then its info (the prediction), each wrapped to the column and cut
+    with an ellipsis when the frame height is used up; centred on the frames."""
+    name_font = FontProperties(size=8, weight="bold")
+    info_font = FontProperties(size=7)
+    pad = 6  # pixels between the figure edge and the text, and between the text and the first frame
+    text_w = max(box.label_px - 2 * pad, 1)
+    name_h = name_font.get_size_in_points() * dpi / 72 * 1.25
+    info_h = info_font.get_size_in_points() * dpi / 72 * 1.25
+    name_lines = _fit_lines(row.label, name_font, text_w, max(1, min(2, int(box.frame_h // name_h))), renderer)
+    room = int((box.frame_h - len(name_lines) * name_h) // info_h)
+    info_lines = _fit_lines(row.info, info_font, text_w, room, renderer) if row.info and room > 0 else []
+    lines = [(s, name_font, name_h) for s in name_lines] + [(s, info_font, info_h) for s in info_lines]
+    y = top + (box.frame_h - sum(lh for _, _, lh in lines)) / 2
+    for text, font, lh in lines:
+        fig.text(pad / box.width_px, 1 - y / box.height_px, text, fontproperties=font, va="top", ha="left")
+        y += lh
 
 
 def _cam_key(
@@ -311,7 +340,7 @@ def _cam_key(
     fig.text((6 + key_w) / width_px, 1 - (y + 6) / height_px, "max", va="top", ha="right", **font)
 
 
-def cam_rows(
+def cam_rows(  # size: keyword options of the cam command and the report's CAM examples
     models: Mapping[str, nn.Module],
     clip: torch.Tensor,
     label: int | None = None,
@@ -326,6 +355,7 @@ def cam_rows(
     seed: int = 0,
     cam_layer: str | None = None,
     target_rule: TargetRule = "paper",
+    cam_method: str = "gradcam",
 ) -> list[CamRow]:
     """CAM rows of ``clip`` ``(T, 3, H, W)`` for each model (Figures 1 and 6), and with ``adversarial`` the rows
     of the clip after TA (Eq. 6) and after CE-based PGD (Eq. 1) at the same budget, for each model (Figure 3).
@@ -334,7 +364,8 @@ def cam_rows(
     or ``"label"`` (needs ``label``). Adversarial attacks need a label; without one the clean prediction is used.
     ``cam_layer``: dotted name of the module the CAMs and TA read (:func:`videotaf.cam.cam_layer_of`), the same
     for every model; None: each model's own ``cam_layer``. ``target_rule``: TA's target labels
-    (:class:`~videotaf.attack.TAOptions`, Sec. 3.2's ``"paper"`` rule by default).
+    (:class:`~videotaf.attack.TAOptions`, Sec. 3.2's ``"paper"`` rule by default). ``cam_method``: the weighting
+    of Eq. (2) for the maps and TA (:func:`videotaf.cam.cam_weighting`; ``"layercam"`` is an ablation).
     """
     if clip.dim() != 4 or clip.shape[1] != 3:
         raise ValueError(f"cam_rows: clip must be (T, 3, H, W), got {tuple(clip.shape)}")
@@ -361,7 +392,7 @@ def cam_rows(
                 device = param.device if param is not None else torch.device("cpu")
                 x = clip[None].to(device)
                 tgt = torch.tensor([label], device=device) if target == "label" else None
-                res = temporal_gradcam(model, x, targets=tgt, score=score, cam_layer=cam_layer)
+                res = temporal_gradcam(model, x, targets=tgt, score=score, cam_layer=cam_layer, method=cam_method)
                 rows.append(CamRow(name, clip, res.cams_norm[0].cpu(), res.frame_scores[0].cpu(), describe(res.logits)))
                 if adversarial:
                     y = (
@@ -375,13 +406,15 @@ def cam_rows(
                             eps=eps,
                             step_size=step_size,
                             steps=steps,
-                            options=TAOptions(cam_layer=cam_layer, target_rule=target_rule),
+                            options=TAOptions(cam_layer=cam_layer, target_rule=target_rule, cam_method=cam_method),
                         ),
                         "CE-PGD": CrossEntropyAugmentation(model, eps=eps, step_size=step_size, steps=steps),
                     }
                     for a_name, attack in attacks.items():
                         adv = attack(x, y.long()).detach()
-                        r2 = temporal_gradcam(model, adv, targets=res.targets, score=score, cam_layer=cam_layer)
+                        r2 = temporal_gradcam(
+                            model, adv, targets=res.targets, score=score, cam_layer=cam_layer, method=cam_method
+                        )
                         rows.append(
                             CamRow(
                                 f"{name} + {a_name} (eps {eps * 255:.0f}/255)",

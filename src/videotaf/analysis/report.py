@@ -17,6 +17,7 @@ import json
 import math
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -344,19 +345,64 @@ def build_report(
             raise FileNotFoundError(f"run directory not found: {p}")
     if not 0 <= baseline < len(runs):
         raise ValueError(f"baseline index {baseline} out of range for {len(runs)} runs")
-    labels = _unique_names(runs, names)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    long_term = list(long_term) if long_term is not None else None
+    report = _Runs(
+        labels=_unique_names(runs, names),
+        runs=runs,
+        configs=[_read_config(p) for p in runs],
+        metrics=[read_metrics(p) if (p / "metrics.jsonl").is_file() else None for p in runs],
+        evals=[read_eval(p) if (p / "eval.json").is_file() else None for p in runs],
+        baseline=baseline,
+        out_dir=out_dir,
+    )
+    body = {
+        "runs": _runs_section(report),
+        "accuracy": _accuracy_section(report),
+        "compare": _compare_section(report, compare_files),
+        "loss-curves": _loss_section(report),
+        "classwise": _classwise_section(report, list(long_term) if long_term is not None else None),
+        "robustness": _robustness_section(report),
+        "cams": _cams_section(report, cam_images),
+    }
+    path = out_dir / "index.html"
+    path.write_text(_page(title, body), encoding="utf-8")
+    (out_dir / "report.json").write_text(
+        json.dumps({"runs": [str(p) for p in runs], "names": report.labels, "baseline": baseline}, indent=2) + "\n"
+    )
+    return path
 
-    configs = [_read_config(p) for p in runs]
-    metrics = [read_metrics(p) if (p / "metrics.jsonl").is_file() else None for p in runs]
-    evals = [read_eval(p) if (p / "eval.json").is_file() else None for p in runs]
-    body: dict[str, str] = {}
 
-    # Runs
+@dataclass(frozen=True)
+class _Runs:
+    """What every section of the report reads: the runs, their names, files and the baseline's index."""
+
+    labels: list[str]
+    runs: list[Path]
+    configs: list[dict[str, Any]]
+    metrics: list[list[dict[str, Any]] | None]
+    evals: list[dict[str, Any] | None]
+    baseline: int
+    out_dir: Path
+
+
+_PAGE = (
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    "<title>{title}</title><style>{css}</style></head><body>"
+    "<h1>{title}</h1><ul>{toc}</ul>{sections}</body></html>\n"
+)
+
+
+def _page(title: str, body: Mapping[str, str]) -> str:
+    """The HTML page: the table of contents and one ``<section>`` per entry of :data:`SECTIONS`, in that order."""
+    toc = "".join(f'<li><a href="#{sid}">{_e(stitle)}</a></li>' for sid, stitle in SECTIONS)
+    sections = "".join(f'<section id="{sid}"><h2>{_e(stitle)}</h2>{body[sid]}</section>' for sid, stitle in SECTIONS)
+    return _PAGE.format(title=_e(title), css=_CSS, toc=toc, sections=sections)
+
+
+def _runs_section(r: _Runs) -> str:
     rows = []
-    for label, p, cfg, m in zip(labels, runs, configs, metrics):
+    for label, p, cfg, m in zip(r.labels, r.runs, r.configs, r.metrics):
         model = cfg.get("model", {}) if isinstance(cfg.get("model"), dict) else {}
         adv = cfg.get("adversarial", {}) if isinstance(cfg.get("adversarial"), dict) else {}
         rows.append(
@@ -368,48 +414,49 @@ def build_report(
                 _e(len(m) if m is not None else "-"),
             ]
         )
-    body["runs"] = _table(["run", "directory", "model", "method", "epochs logged"], rows)
+    return _table(["run", "directory", "model", "method", "epochs logged"], rows)
 
-    # Accuracy
-    base_eval = evals[baseline]
-    if any(e is not None for e in evals):
-        rows = []
-        for label, ev in zip(labels, evals):
-            if ev is None:
-                rows.append([_e(label), "-", "-", "-", "-", "-", "-", "-"])
-                continue
-            subset = ev.get("subset") if isinstance(ev.get("subset"), Mapping) else None
-            d1 = (
-                float(ev["top1"]) - float(base_eval["top1"])
-                if base_eval is not None and ev.get("top1") is not None and base_eval.get("top1") is not None
-                else None
-            )
-            rows.append(
-                [
-                    _e(label),
-                    _fmt(ev.get("top1")),
-                    _delta(d1),
-                    _ci(_clip_ci(ev, base_eval)),
-                    _fmt(ev.get("top5")),
-                    _fmt(ev.get("loss"), 4),
-                    _e(ev.get("num_clips", "-")),
-                    _fmt(subset.get("top1")) if subset else "-",
-                ]
-            )
-        body["accuracy"] = _table(
-            ["run", "top-1 (%)", f"Δ top-1 vs {labels[baseline]}", "95% CI (clips)", "top-5 (%)", "loss", "clips",
-             "subset top-1"],
-            rows,
-        ) + _note(
-            "From each run's eval.json (1 clip, centre crop). CI: paired bootstrap over the validation clips (one "
-            "seed per run, so training noise is not included; see videotaf compare)."
-        )  # fmt: skip
-    else:
-        body["accuracy"] = _note("No eval.json in any run directory.")
 
-    # Compare
+def _accuracy_row(label: str, ev: Mapping[str, Any], base_eval: Mapping[str, Any] | None) -> list[str]:
+    subset = ev.get("subset") if isinstance(ev.get("subset"), Mapping) else None
+    d1 = (
+        float(ev["top1"]) - float(base_eval["top1"])
+        if base_eval is not None and ev.get("top1") is not None and base_eval.get("top1") is not None
+        else None
+    )
+    return [
+        _e(label),
+        _fmt(ev.get("top1")),
+        _delta(d1),
+        _ci(_clip_ci(ev, base_eval)),
+        _fmt(ev.get("top5")),
+        _fmt(ev.get("loss"), 4),
+        _e(ev.get("num_clips", "-")),
+        _fmt(subset.get("top1")) if subset else "-",
+    ]
+
+
+def _accuracy_section(r: _Runs) -> str:
+    if all(e is None for e in r.evals):
+        return _note("No eval.json in any run directory.")
+    base_eval = r.evals[r.baseline]
+    rows = [
+        _accuracy_row(label, ev, base_eval) if ev is not None else [_e(label)] + ["-"] * 7
+        for label, ev in zip(r.labels, r.evals)
+    ]
+    return _table(
+        ["run", "top-1 (%)", f"Δ top-1 vs {r.labels[r.baseline]}", "95% CI (clips)", "top-5 (%)", "loss", "clips",
+         "subset top-1"],
+        rows,
+    ) + _note(
+        "From each run's eval.json (1 clip, centre crop). CI: paired bootstrap over the validation clips (one "
+        "seed per run, so training noise is not included; see videotaf compare)."
+    )  # fmt: skip
+
+
+def _compare_section(r: _Runs, compare_files: Sequence[str | Path]) -> str:
     found = [Path(f) / "compare.json" if Path(f).is_dir() else Path(f) for f in compare_files]
-    found += [p / "compare.json" for p in runs if (p / "compare.json").is_file()]
+    found += [p / "compare.json" for p in r.runs if (p / "compare.json").is_file()]
     parts = []
     for i, f in enumerate(dict.fromkeys(found)):
         if not f.is_file():
@@ -418,91 +465,98 @@ def build_report(
         fig = f.parent / "compare.png"
         img = ""
         if fig.is_file():
-            shutil.copyfile(fig, out_dir / f"compare_{i}.png")
+            shutil.copyfile(fig, r.out_dir / f"compare_{i}.png")
             img = f'<img src="compare_{i}.png" alt="paired differences against the control">'
         parts.append(f"<h3><code>{_e(f)}</code></h3>" + _markdown_html(format_markdown(result)) + img)
-    body["compare"] = (
-        "".join(parts)
-        if parts
-        else _note(
-            "No compare.json given or found: run videotaf compare --checkpoint CKPT --methods plain taf --seeds 3 "
-            "--out DIR and pass --compare DIR."
-        )
+    if parts:
+        return "".join(parts)
+    return _note(
+        "No compare.json given or found: run videotaf compare --checkpoint CKPT --methods plain taf --seeds 3 "
+        "--out DIR and pass --compare DIR."
     )
 
-    # Loss curves
-    with_metrics = {label: m for label, m in zip(labels, metrics) if m}
-    if with_metrics:
-        continues = _continuations(labels, runs, configs, metrics)
-        loss_curves_figure(with_metrics, out_dir / "loss_curves.png", continues=continues)
-        note = "Solid: training loss; dashed: test (validation) loss (Figure 5)."
-        if continues:
-            note += (
-                " Fine-tunes continue the epoch axis of the run their model.pretrained checkpoint comes from: "
-                + "; ".join(
-                    f"{name} from {spec if isinstance(spec, str) else f'{spec[0]} (epoch {spec[1]:g}, best.pt)'}"
-                    for name, spec in continues.items()
-                )
-                + "."
-            )
-        body["loss-curves"] = '<img src="loss_curves.png" alt="train and test loss per epoch">' + _note(note)
-    else:
-        body["loss-curves"] = _note("No metrics.jsonl in any run directory.")
 
-    # Class-wise change
+def _loss_section(r: _Runs) -> str:
+    with_metrics = {label: m for label, m in zip(r.labels, r.metrics) if m}
+    if not with_metrics:
+        return _note("No metrics.jsonl in any run directory.")
+    continues = _continuations(r.labels, r.runs, r.configs, r.metrics)
+    loss_curves_figure(with_metrics, r.out_dir / "loss_curves.png", continues=continues)
+    note = "Solid: training loss; dashed: test (validation) loss (Figure 5)."
+    if continues:
+        note += (
+            " Fine-tunes continue the epoch axis of the run their model.pretrained checkpoint comes from: "
+            + "; ".join(
+                f"{name} from {spec if isinstance(spec, str) else f'{spec[0]} (epoch {spec[1]:g}, best.pt)'}"
+                for name, spec in continues.items()
+            )
+            + "."
+        )
+    return '<img src="loss_curves.png" alt="train and test loss per epoch">' + _note(note)
+
+
+def _classwise_part(r: _Runs, i: int, ev: Mapping[str, Any], long_term: list[str] | None) -> str:
+    """Figure 4 of run ``i`` against the baseline, and its mean change over all, long-term and other classes."""
+    label, base_label, base_eval = r.labels[i], r.labels[r.baseline], r.evals[r.baseline]
+    assert base_eval is not None  # _classwise_section checks it
+    fname = f"classwise_{i}_{_safe_file_part(label)}.png"
+    data = classwise_figure(base_eval, ev, r.out_dir / fname, long_term=long_term, title=f"{label} vs {base_label}")
+    rows = [
+        ["all", _delta(data["mean_delta"]), _ci(_classwise_ci(ev, base_eval, None))],
+        [
+            f"long-term ({sum(data['long_term'])})",
+            _delta(data["mean_delta_long_term"]),
+            _ci(_classwise_ci(ev, base_eval, data["long_term"])),
+        ],
+        [
+            "other",
+            _delta(data["mean_delta_other"]),
+            _ci(_classwise_ci(ev, base_eval, [not m for m in data["long_term"]])),
+        ],
+    ]
+    return (
+        f"<h3>{_e(label)} vs {_e(base_label)}</h3>"
+        f'<img src="{_href(fname)}" alt="class-wise top-1 change of {_e(label)}">'
+        + _table(["classes", "mean Δ top-1 (points)", "95% CI (clips)"], rows)
+    )
+
+
+def _classwise_section(r: _Runs, long_term: list[str] | None) -> str:
+    base_eval = r.evals[r.baseline]
     parts = []
     if base_eval is not None and isinstance(base_eval.get("per_class"), Mapping):
-        for i, (label, ev) in enumerate(zip(labels, evals)):
-            if i == baseline or ev is None or not isinstance(ev.get("per_class"), Mapping):
+        for i, ev in enumerate(r.evals):
+            if i == r.baseline or ev is None or not isinstance(ev.get("per_class"), Mapping):
                 continue
-            fname = f"classwise_{i}_{_safe_file_part(label)}.png"
-            data = classwise_figure(
-                base_eval, ev, out_dir / fname, long_term=long_term, title=f"{label} vs {labels[baseline]}"
-            )
-            parts.append(
-                f"<h3>{_e(label)} vs {_e(labels[baseline])}</h3>"
-                f'<img src="{_href(fname)}" alt="class-wise top-1 change of {_e(label)}">'
-                + _table(
-                    ["classes", "mean Δ top-1 (points)", "95% CI (clips)"],
-                    [
-                        ["all", _delta(data["mean_delta"]), _ci(_classwise_ci(ev, base_eval, None))],
-                        [
-                            f"long-term ({sum(data['long_term'])})",
-                            _delta(data["mean_delta_long_term"]),
-                            _ci(_classwise_ci(ev, base_eval, data["long_term"])),
-                        ],
-                        [
-                            "other",
-                            _delta(data["mean_delta_other"]),
-                            _ci(_classwise_ci(ev, base_eval, [not m for m in data["long_term"]])),
-                        ],
-                    ],
-                )
-            )
-    body["classwise"] = (
-        "".join(parts) + _note("Bars by class index; long-term classes in red (Figure 4).")
-        if parts
-        else _note("Needs per-class accuracy (eval.json) for the baseline and at least one other run.")
-    )
+            parts.append(_classwise_part(r, i, ev, long_term))
+    if parts:
+        return "".join(parts) + _note("Bars by class index; long-term classes in red (Figure 4).")
+    return _note("Needs per-class accuracy (eval.json) for the baseline and at least one other run.")
 
-    # Robustness
+
+def _robustness_section(r: _Runs) -> str:
     parts = []
-    for label, p in zip(labels, runs):
+    for label, p in zip(r.labels, r.runs):
         for f in find_robustness_files(p):
             parts.append(f"<h3>{_e(label)}</h3>" + _robustness_html(load_robustness(f), str(f.relative_to(p))))
-    body["robustness"] = "".join(parts) if parts else _note("No robustness*.json in any run directory.")
+    return "".join(parts) if parts else _note("No robustness*.json in any run directory.")
 
-    # CAM examples
-    parts = []
-    cam_dir = out_dir / "cams"
-    sources: list[tuple[str, Path]] = [(label, f) for label, p in zip(labels, runs) for f in find_cam_images(p)]
-    sources += [(f.parent.parent.name + "/figures", f) for f in find_shared_cam_images(runs)]
+
+def _cam_sources(r: _Runs, cam_images: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """``(caption label, PNG)`` of every CAM image: the runs', the shared ``figures/`` folder's, the given ones."""
+    sources: list[tuple[str, Path]] = [(label, f) for label, p in zip(r.labels, r.runs) for f in find_cam_images(p)]
+    sources += [(f.parent.parent.name + "/figures", f) for f in find_shared_cam_images(r.runs)]
     sources += [("extra", Path(f)) for f in cam_images]
     unique: dict[Path, tuple[str, Path]] = {}
     for label, f in sources:  # an image found twice (e.g. also given with --cam-image) is shown once
         unique.setdefault(f.resolve(), (label, f))
-    sources = list(unique.values())
-    for i, (label, f) in enumerate(sources):
+    return list(unique.values())
+
+
+def _cams_section(r: _Runs, cam_images: Sequence[str | Path]) -> str:
+    parts = []
+    cam_dir = r.out_dir / "cams"
+    for i, (label, f) in enumerate(_cam_sources(r, cam_images)):
         if not f.is_file():
             raise FileNotFoundError(f"CAM image not found: {f}")
         cam_dir.mkdir(parents=True, exist_ok=True)
@@ -510,30 +564,14 @@ def build_report(
         if dest.suffix.lower() != ".png":
             dest = dest.with_suffix(".png")
         shutil.copyfile(f, dest)
-        rel = dest.relative_to(out_dir).as_posix()
+        rel = dest.relative_to(r.out_dir).as_posix()
         parts.append(
             f'<figure><img src="{_href(rel)}" alt="CAM example {_e(f.name)}">'
             f"<figcaption>{_e(label)}: <code>{_e(f.name)}</code></figcaption></figure>"
         )
-    body["cams"] = (
-        "".join(parts)
-        if parts
-        else _note(
-            "No CAM images: none given (--cam-image, --cam-examples), and no cam*.png in a run directory or in the "
-            "figures/ folder beside the runs."
-        )
+    if parts:
+        return "".join(parts)
+    return _note(
+        "No CAM images: none given (--cam-image, --cam-examples), and no cam*.png in a run directory or in the "
+        "figures/ folder beside the runs."
     )
-
-    toc = "".join(f'<li><a href="#{sid}">{_e(stitle)}</a></li>' for sid, stitle in SECTIONS)
-    sections = "".join(f'<section id="{sid}"><h2>{_e(stitle)}</h2>{body[sid]}</section>' for sid, stitle in SECTIONS)
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_e(title)}</h1><ul>{toc}</ul>{sections}</body></html>\n"
-    )
-    path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
-    (out_dir / "report.json").write_text(
-        json.dumps({"runs": [str(p) for p in runs], "names": labels, "baseline": baseline}, indent=2) + "\n"
-    )
-    return path

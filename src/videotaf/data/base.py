@@ -249,7 +249,7 @@ class VideoDataset(Dataset):
       twice the size the crop needs at a reduced DCT scale, several times faster; see :meth:`decode_short_side`).
     """
 
-    def __init__(
+    def __init__(  # size: one keyword per DataConfig field a dataset reads
         self,
         *,
         num_frames: int = 8,

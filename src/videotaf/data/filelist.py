@@ -78,32 +78,9 @@ def parse_filelist(
     root = Path(root)
     list_path = Path(list_file) if Path(list_file).is_absolute() else root / list_file
     lines = read_annotation_lines(list_path, "file list")
-    names: list[str] | None
-    class_source = str(list_path)
-    if classes is None:
-        names = None
-    elif isinstance(classes, (str, os.PathLike)):
-        class_path = Path(classes) if Path(classes).is_absolute() else root / classes
-        names = read_class_names(class_path)
-        class_source = str(class_path)
-    else:
-        names = [str(c) for c in classes]
-    if names is not None and num_classes is not None and num_classes != len(names):
-        raise ValueError(f"num_classes={num_classes} but {len(names)} class names were given")
+    names, class_source = _given_class_names(classes, root, num_classes, str(list_path))
     n_classes = len(names) if names is not None else num_classes
-    fmt = list_format
-    if fmt == "auto":
-        first_no, first = next(((no, ln) for no, ln in enumerate(lines, 1) if ln.strip()), (0, None))
-        if first is None:
-            raise AnnotationError(f"{list_path}: file list is empty")
-        found = detect_list_format(first)
-        if found is None:
-            raise AnnotationError(
-                f"{list_path}:{first_no}: cannot detect the list format from {first.strip()!r} (expected one of "
-                f"{', '.join(repr(v) for v in _LAYOUT.values())})"
-            )
-        fmt = found
-    expect, layout = _FIELDS[fmt], _LAYOUT[fmt]
+    fmt = list_format if list_format != "auto" else _detected_format(lines, list_path)
     root_abs = abs_dir(root)
     problems: list[str] = []
     samples: list[Sample] = []
@@ -112,42 +89,14 @@ def parse_filelist(
         if not line.strip():
             continue
         where = f"{list_path}:{no}"
-        fields = _split_fields(line, fmt)
-        if len(fields) != expect:
-            problems.append(f"{where}: expected '{layout}' ({expect} fields), got {line.strip()!r}")
-            continue
-        try:
-            numbers = [int(x) for x in fields[1:]]
-        except ValueError:
-            problems.append(f"{where}: non-integer field in {line.strip()!r} (expected '{layout}')")
-            continue
-        label = numbers[-1]
-        if label < 0 or (n_classes is not None and label >= n_classes):
-            bound = f"[0, {n_classes})" if n_classes is not None else ">= 0"
-            problems.append(f"{where}: label {label} out of range {bound}")
-            continue
-        path = inside_root(root_abs, fields[0])
-        if path is None:
-            problems.append(f"{where}: path {fields[0]!r} escapes the dataset root {root_abs}")
-            continue
-        if fmt == "video":
-            num, start = None, 0
-        elif fmt == "blvnet":
-            start, end = numbers[0], numbers[1]
-            if end < start:
-                problems.append(f"{where}: end frame {end} < start frame {start}")
-                continue
-            num = end - start + 1
-        else:
-            num, start = numbers[0], int(start_index)
-            if num < 1:
-                problems.append(f"{where}: num_frames {num} < 1")
-                continue
-        if num is not None and num < min_frames:
-            log.info("%s: %d frames < min_frames=%d, dropped", where, num, min_frames)
+        entry = _parse_entry(line, fmt, where, n_classes, root_abs, int(start_index))
+        if isinstance(entry, str):
+            problems.append(f"{where}: {entry}")
+        elif entry.num_frames is not None and entry.num_frames < min_frames:
+            log.info("%s: %d frames < min_frames=%d, dropped", where, entry.num_frames, min_frames)
             filtered += 1
-            continue
-        samples.append(Sample(path, label, where, num, start, fmt == "video"))
+        else:
+            samples.append(entry)
     if names is None:
         top = max((s.label for s in samples), default=-1) + 1
         names = [str(i) for i in range(n_classes if n_classes is not None else top)]
@@ -163,6 +112,69 @@ def parse_filelist(
     )
 
 
+def _given_class_names(
+    classes: Sequence[str] | str | os.PathLike | None, root: Path, num_classes: int | None, list_source: str
+) -> tuple[list[str] | None, str]:
+    """``(class names or None, where they come from)``: a list as given, a text file (relative to ``root``) read, or
+    None (names follow from ``num_classes`` or the labels; the source is then the list file itself)."""
+    if classes is None:
+        return None, list_source
+    if isinstance(classes, (str, os.PathLike)):
+        class_path = Path(classes) if Path(classes).is_absolute() else root / classes
+        names, source = read_class_names(class_path), str(class_path)
+    else:
+        names, source = [str(c) for c in classes], list_source
+    if num_classes is not None and num_classes != len(names):
+        raise ValueError(f"num_classes={num_classes} but {len(names)} class names were given")
+    return names, source
+
+
+def _detected_format(lines: list[str], list_path: Path) -> str:
+    """The format of ``list_path`` from its first non-blank line (:func:`detect_list_format`), or an
+    :class:`AnnotationError` naming the file (and the line) when the list is empty or fits none."""
+    first_no, first = next(((no, ln) for no, ln in enumerate(lines, 1) if ln.strip()), (0, None))
+    if first is None:
+        raise AnnotationError(f"{list_path}: file list is empty")
+    found = detect_list_format(first)
+    if found is None:
+        raise AnnotationError(
+            f"{list_path}:{first_no}: cannot detect the list format from {first.strip()!r} (expected one of "
+            f"{', '.join(repr(v) for v in _LAYOUT.values())})"
+        )
+    return found
+
+
+def _parse_entry(
+    line: str, fmt: str, where: str, n_classes: int | None, root_abs: str, start_index: int
+) -> Sample | str:
+    """One non-blank line of a ``fmt`` list -> its :class:`Sample`, or what is wrong with it (without ``where``)."""
+    fields = _split_fields(line, fmt)
+    expect, layout = _FIELDS[fmt], _LAYOUT[fmt]
+    if len(fields) != expect:
+        return f"expected '{layout}' ({expect} fields), got {line.strip()!r}"
+    try:
+        numbers = [int(x) for x in fields[1:]]
+    except ValueError:
+        return f"non-integer field in {line.strip()!r} (expected '{layout}')"
+    label = numbers[-1]
+    if label < 0 or (n_classes is not None and label >= n_classes):
+        bound = f"[0, {n_classes})" if n_classes is not None else ">= 0"
+        return f"label {label} out of range {bound}"
+    path = inside_root(root_abs, fields[0])
+    if path is None:
+        return f"path {fields[0]!r} escapes the dataset root {root_abs}"
+    if fmt == "video":
+        return Sample(path, label, where, None, 0, True)
+    if fmt == "blvnet":
+        start, end = numbers[0], numbers[1]
+        if end < start:
+            return f"end frame {end} < start frame {start}"
+        return Sample(path, label, where, end - start + 1, start, False)
+    if numbers[0] < 1:
+        return f"num_frames {numbers[0]} < 1"
+    return Sample(path, label, where, numbers[0], start_index, False)
+
+
 class FileList(VideoDataset):
     """A file list relative to ``root`` (``list_file`` relative to ``root`` unless absolute).
 
@@ -176,7 +188,7 @@ class FileList(VideoDataset):
     (TSM and GST use 3). Flip map: classes differing only by left <-> right. Parsing: :func:`parse_filelist`.
     """
 
-    def __init__(
+    def __init__(  # size: the file list's options, then VideoDataset's keywords
         self,
         root: str | os.PathLike,
         list_file: str | os.PathLike,

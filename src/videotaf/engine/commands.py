@@ -19,17 +19,19 @@ prints them as one line. A run directory that already holds a run is refused unl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from videotaf.cliargs import pixel_fraction
 from videotaf.config import Config, ConfigError, config_from_dict, load_config, with_overrides
 from videotaf.data import build_dataset
-from videotaf.engine.builders import class_names_of, load_model, validation_class_names
+from videotaf.engine.builders import build_model, class_names_of, load_model, validation_class_names
 from videotaf.engine.checkpoint import CheckpointError, export
 from videotaf.engine.distributed import resolve_device
 from videotaf.engine.evaluate import evaluate, read_class_subset, write_results
@@ -43,6 +45,7 @@ from videotaf.engine.finetune import (
     finetune_config,
     finetune_lr,
 )
+from videotaf.engine.pretrained import apply_checkpoint_family, is_videotaf_file
 from videotaf.engine.runs import prepare_run_dir
 from videotaf.engine.train import TrainingInterrupted, fit
 from videotaf.io import check_output
@@ -151,12 +154,24 @@ def _saved_run_config(args: argparse.Namespace) -> Path | None:
     return None
 
 
+def _fed_as_trained(cfg: Config, checkpoint: Path | None, args: argparse.Namespace) -> Config:
+    """``cfg`` with the preprocessing of the checkpoint family the model starts from, unless ``--config`` or
+    ``--set`` names it (``videotaf.engine.pretrained``); prints the one line that says which."""
+    cfg, note = apply_checkpoint_family(cfg, checkpoint, args.config, list(args.overrides))
+    if note:
+        print(note, file=sys.stderr)
+    return cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``videotaf train``: baseline training (``adversarial.method`` from the config, normally plain)."""
     path = _saved_run_config(args) or args.config
     if path is None:
         raise ConfigError("--config is required (or --resume with --out RUN holding RUN/config.yaml)")
     cfg = load_config(path, list(args.overrides) + _out_override(args))
+    if path == args.config:  # a new run; a resumed one reads back the config its start resolved
+        # A torchvision video model given its Kinetics weights (model.options.weights) is fed as they were trained.
+        cfg = _fed_as_trained(cfg, None, args)
     return _run_fit(cfg, args)
 
 
@@ -212,6 +227,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         lr=lr,
     )
     cfg = with_overrides(cfg, list(args.overrides), source)
+    cfg = _fed_as_trained(cfg, args.checkpoint, args)
     out_dir = Path(cfg.runtime.output_dir).resolve()
     if args.checkpoint.resolve().is_relative_to(out_dir):
         # Writing the fine-tuning run into the run that holds its starting checkpoint would overwrite it.
@@ -225,14 +241,29 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return _run_fit(cfg, args, start_note=note if cam_note is None else f"{note}\n{cam_note}")
 
 
+def _videotaf_model(args: argparse.Namespace) -> tuple[nn.Module, Config]:
+    """``eval`` of a videotaf checkpoint: its model, and its saved config (or ``--config``) with ``--set``."""
+    model, cfg_dict = load_model(args.checkpoint)
+    if args.config is not None:
+        return model, load_config(args.config, args.overrides)
+    return model, with_overrides(config_from_dict(cfg_dict, f"{args.checkpoint} (saved config)"), args.overrides)
+
+
+def _official_model(args: argparse.Namespace) -> tuple[nn.Module, Config]:
+    """``eval`` of an official checkpoint: the model of ``--config`` with its weights, fed as its family was
+    trained (frames, resize, crop: ``videotaf.engine.pretrained``) unless the config or ``--set`` says otherwise."""
+    cfg = _fed_as_trained(load_config(args.config, args.overrides), args.checkpoint, args)
+    model = build_model(dataclasses.replace(cfg.model, pretrained=str(args.checkpoint), imagenet_weights=None))
+    return model.eval(), cfg
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """``videotaf eval``: 1-clip centre-crop evaluation of a checkpoint; writes ``--out`` JSON."""
     check_output(args.out, overwrite=args.overwrite)
-    model, cfg_dict = load_model(args.checkpoint)
-    if args.config is not None:
-        cfg = load_config(args.config, args.overrides)
+    if args.config is not None and args.checkpoint.is_file() and not is_videotaf_file(args.checkpoint):
+        model, cfg = _official_model(args)
     else:
-        cfg = with_overrides(config_from_dict(cfg_dict, f"{args.checkpoint} (saved config)"), args.overrides)
+        model, cfg = _videotaf_model(args)
     dataset = build_dataset(cfg.data, args.split or cfg.data.val_split, False)
     names = class_names_of(dataset, cfg.model.num_classes)
     subset = read_class_subset(args.subset_classes, names) if args.subset_classes else None

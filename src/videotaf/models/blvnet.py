@@ -17,10 +17,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from videotaf.models.base import BackboneClassifier
+from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 from videotaf.models.layers.tam import TAM
-from videotaf.models.registry import register_model, with_imagenet
+from videotaf.models.registry import register_family
 from videotaf.models.resnet import BASE_CHANNELS, TemporalBlock, init_conv_bn, resolve_arch, scale_channels
-from videotaf.models.weights import CLASSIFIER_RULES, load_backbone_state, register_key_scheme
+from videotaf.models.weights import (
+    CLASSIFIER_RULES,
+    ReferenceAccuracy,
+    WeightsInfo,
+    load_backbone_state,
+    register_key_scheme,
+    register_weights,
+)
 
 # IBM/bLVNet-TAM: ``module.baseline_model.<bLResNet keys>`` (``b_conv0``, ``layer1.big.0...``, ``layer1.tam.prev``,
 # ``layer4.0.tam.curr``), ``module.new_fc.*``.
@@ -180,16 +188,25 @@ class BLVNetTAM(BackboneClassifier):
         return logits.view(b, -1, logits.shape[-1]).mean(dim=1)
 
 
-@register_model("blvnet_tam")
-def blvnet_tam(
-    num_classes: int,
-    num_frames: int,
-    depth: int = 50,
-    width: float = 1.0,
-    dropout: float = 0.5,
-    alpha: int = 2,
-    beta: int = 4,
-    imagenet_weights: str | None = None,
-) -> BLVNetTAM:
-    """bLVNet-TAM; ``imagenet_weights``: local ImageNet bLResNet checkpoint (TAM and fc keep their init)."""
-    return with_imagenet(BLVNetTAM(num_classes, num_frames, depth, width, dropout, alpha, beta), imagenet_weights)
+blvnet_tam = register_family("blvnet_tam", BLVNetTAM)
+
+register_weights(
+    WeightsInfo(
+        "blvnet_tam_release",
+        "blvnet_tam",
+        "blvnet",
+        16,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        256,
+        224,
+        "backbone.layer4",
+        source="IBM/bLVNet-TAM (f8x2 = 16 input frames)",
+        reference=(
+            ReferenceAccuracy("Something-Something V1", 16, 46.4, "1 crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V1", 32, 48.4, "1 crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V2", 16, 59.1, "1 crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V2", 32, 61.7, "1 crop x 1 clip"),
+        ),
+    )
+)

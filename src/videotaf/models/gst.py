@@ -8,9 +8,18 @@ import torch
 from torch import nn
 
 from videotaf.models.base import BackboneClassifier
-from videotaf.models.registry import register_model, with_imagenet
+from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
+from videotaf.models.registry import register_family
 from videotaf.models.resnet import ResNet3dGST
-from videotaf.models.weights import CLASSIFIER_RULES, CheckpointMismatchError, load_backbone_state, register_key_scheme
+from videotaf.models.weights import (
+    CLASSIFIER_RULES,
+    CheckpointMismatchError,
+    ReferenceAccuracy,
+    WeightsInfo,
+    load_backbone_state,
+    register_key_scheme,
+    register_weights,
+)
 
 # chenxuluo/GST-video: ``module.base_model.layer1.0.conv2.weight`` (spatial) and ``...Tconv.weight`` (temporal),
 # ``module.new_fc.*``. Tried before TSM's scheme, which shares the ``base_model.`` prefix.
@@ -87,24 +96,45 @@ class GST(BackboneClassifier):
         return self.fc(self.dropout(per_frame)).mean(dim=1)
 
 
-def _gst_factory(beta: int):
-    def factory(
-        num_classes: int,
-        num_frames: int,
-        depth: int = 50,
-        width: float = 1.0,
-        dropout: float = 0.3,
-        alpha: int = 4,
-        imagenet_weights: str | None = None,
-    ) -> GST:
-        return with_imagenet(GST(num_classes, num_frames, depth, width, dropout, alpha, beta), imagenet_weights)
+gst = register_family("gst", GST, beta=2)
+gst_l = register_family("gst_l", GST, beta=1)
 
-    factory.__doc__ = (
-        f"GST{'-L' if beta == 1 else ''} (alpha=4, beta={beta}); ``imagenet_weights``: local torchvision ResNet "
-        "state dict, inflated with a time axis (spatial conv sliced, temporal conv Kaiming)."
+_GST_SOURCE = "chenxuluo/GST-video (paper Table: centre crop, 1 clip)"
+register_weights(
+    WeightsInfo(
+        "gst_release",
+        "gst",
+        "gst",
+        8,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        256,
+        224,
+        "backbone.layer4",
+        source=_GST_SOURCE,
+        reference=(
+            ReferenceAccuracy("Something-Something V1", 8, 47.0, "1 centre crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V1", 16, 48.6, "1 centre crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V2", 8, 61.6, "1 centre crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V2", 16, 62.6, "1 centre crop x 1 clip"),
+        ),
     )
-    return factory
-
-
-gst = register_model("gst")(_gst_factory(beta=2))
-gst_l = register_model("gst_l")(_gst_factory(beta=1))
+)
+register_weights(
+    WeightsInfo(
+        "gst_l_release",
+        "gst_l",
+        "gst",
+        8,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        256,
+        224,
+        "backbone.layer4",
+        source=_GST_SOURCE,
+        reference=(
+            ReferenceAccuracy("Something-Something V1", 8, 47.7, "1 centre crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V2", 8, 62.0, "1 centre crop x 1 clip"),
+        ),
+    )
+)

@@ -28,10 +28,10 @@ from torchvision.models.video import MViT
 from torchvision.models.video.mvit import MSBlockConfig
 
 from videotaf.models.base import VideoClassifier
-from videotaf.models.layers.normalize import Normalize
+from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from videotaf.models.registry import register_model
 from videotaf.models.tokens import TokenMapTap, maps_to_tokens, tokens_to_maps
-from videotaf.models.weights import read_state_dict
+from videotaf.models.weights import ReferenceAccuracy, WeightsInfo, read_state_dict, register_weights, weights_info
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -164,12 +164,13 @@ def _load_local(net: nn.Module, weights: str | None, name: str) -> None:
 def _wrap(name: str, num_classes: int, num_frames: int, net: Any, weights: str | None) -> TorchvisionVideo:
     # ``net`` is typed Any: each torchvision architecture names its head and CAM layer differently.
     _load_local(net, weights, name)
+    # One normalisation per architecture, the one its Kinetics weights were trained with (their WeightsInfo).
+    info = weights_info(f"tv_{name}_kinetics400")
+    model = TorchvisionVideo(name, num_classes, num_frames, net, info.mean, info.std)
     if name in ("r3d_18", "mc3_18", "r2plus1d_18"):
-        model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN, KINETICS_STD)
         model._replace_head("fc", net.fc.in_features)
         model._cam = net.layer4
     elif name == "s3d":
-        model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN_45, KINETICS_STD_225)
         conv = net.classifier[1]
         head = nn.Conv3d(conv.in_channels, num_classes, 1, bias=True)
         nn.init.normal_(head.weight, 0.0, 0.001)
@@ -180,42 +181,110 @@ def _wrap(name: str, num_classes: int, num_frames: int, net: Any, weights: str |
         net.avgpool = _ClipAvgPool()
         model._cam = net.features
     elif name == "mvit_v2_s":
-        model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN_45, KINETICS_STD_225)
         model._replace_head("head.1", net.head[1].in_features)
         net.blocks[-1] = _TappedMViTBlock(net.blocks[-1])
         model._cam = net.blocks[-1].tap
     elif name == "swin3d_t":
-        model = TorchvisionVideo(name, num_classes, num_frames, net, KINETICS_MEAN_45, KINETICS_STD_225)
         model._replace_head("head", net.head.in_features)
         net.norm = _TappedNorm(net.norm)
         model._cam = net.norm.tap
-    else:  # pragma: no cover - guarded by the factories below
-        raise ValueError(name)
     return model
 
 
-@register_model("tv_r3d_18")
-def tv_r3d_18(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
-    """torchvision R3D-18; ``weights``: local torchvision state dict (Kinetics-400) loaded before the new fc."""
-    return _wrap("r3d_18", num_classes, num_frames, torchvision.models.video.r3d_18(weights=None), weights)
+def _kinetics(  # size: one parameter per WeightsInfo field it fills
+    arch: str, frames: int, scale: int, crop: int, mean: Any, std: Any, top1: float, cam: str, **kw: Any
+) -> WeightsInfo:
+    """The torchvision Kinetics-400 weights of ``arch``, as torchvision's ``Weights.KINETICS400_V1`` describes them
+    (``meta`` and ``transforms()``; the file is given as the model's ``weights`` option, never downloaded)."""
+    return register_weights(
+        WeightsInfo(
+            name=f"tv_{arch}_kinetics400",
+            model=f"tv_{arch}",
+            key_scheme="torchvision",
+            num_frames=frames,
+            mean=mean,
+            std=std,
+            scale_size=scale,
+            crop_size=crop,
+            cam_layer=cam,
+            source="torchvision.models.video (KINETICS400_V1)",
+            reference=(ReferenceAccuracy("Kinetics-400", frames, top1, kw.pop("protocol")),),
+            **kw,
+        )
+    )
 
 
-@register_model("tv_mc3_18")
-def tv_mc3_18(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
-    """torchvision MC3-18; ``weights``: local torchvision state dict loaded before the new fc."""
-    return _wrap("mc3_18", num_classes, num_frames, torchvision.models.video.mc3_18(weights=None), weights)
+_RESNET3D: dict[str, Any] = dict(scale=128, crop=112, mean=KINETICS_MEAN, std=KINETICS_STD, cam="net.layer4")
+_VIDEO_LEVEL = "video level, 5 clips"  # torchvision: clips_per_video=5
+_NOT_SQUARE = "torchvision resizes to 128x171 (H x W) before the 112 crop"
+# registry name -> (torchvision builder, weights family); MViT takes options of its own (below).
+_TORCHVISION = {
+    "tv_r3d_18": (
+        torchvision.models.video.r3d_18,
+        _kinetics("r3d_18", 16, **_RESNET3D, top1=63.2, protocol=_VIDEO_LEVEL, note=_NOT_SQUARE),
+    ),
+    "tv_mc3_18": (
+        torchvision.models.video.mc3_18,
+        _kinetics("mc3_18", 16, **_RESNET3D, top1=63.96, protocol=_VIDEO_LEVEL, note=_NOT_SQUARE),
+    ),
+    "tv_r2plus1d_18": (
+        torchvision.models.video.r2plus1d_18,
+        _kinetics("r2plus1d_18", 16, **_RESNET3D, top1=67.463, protocol=_VIDEO_LEVEL, note=_NOT_SQUARE),
+    ),
+    "tv_s3d": (
+        torchvision.models.video.s3d,
+        _kinetics(
+            "s3d",
+            128,
+            256,
+            224,
+            KINETICS_MEAN,
+            KINETICS_STD,
+            68.368,
+            "net.features",
+            protocol="clip level, 1 clip of 128 frames",
+            note="torchvision resizes to 256x256 (squashed) before the crop",
+        ),
+    ),
+    "tv_swin3d_t": (
+        torchvision.models.video.swin3d_t,
+        _kinetics(
+            "swin3d_t",
+            32,
+            256,
+            224,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            77.715,
+            "net.norm.tap",
+            protocol="video level, 12 clips",
+        ),
+    ),
+}
+_kinetics(
+    "mvit_v2_s",
+    16,
+    256,
+    224,
+    KINETICS_MEAN_45,
+    KINETICS_STD_225,
+    80.757,
+    "net.blocks.15.tap",
+    protocol=_VIDEO_LEVEL,
+)
 
 
-@register_model("tv_r2plus1d_18")
-def tv_r2plus1d_18(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
-    """torchvision R(2+1)D-18; ``weights``: local torchvision state dict loaded before the new fc."""
-    return _wrap("r2plus1d_18", num_classes, num_frames, torchvision.models.video.r2plus1d_18(weights=None), weights)
+def _factory(name: str, builder: Any) -> Any:
+    def factory(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
+        return _wrap(name.removeprefix("tv_"), num_classes, num_frames, builder(weights=None), weights)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"torchvision {name.removeprefix('tv_')}; ``weights``: local Kinetics-400 state dict loaded before the new head."
+    return factory
 
 
-@register_model("tv_s3d")
-def tv_s3d(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
-    """torchvision S3D; ``weights``: local torchvision state dict loaded before the new classifier conv."""
-    return _wrap("s3d", num_classes, num_frames, torchvision.models.video.s3d(weights=None), weights)
+for _name, (_builder, _) in _TORCHVISION.items():
+    register_model(_name)(_factory(_name, _builder))
 
 
 @register_model("tv_mvit_v2_s")
@@ -230,9 +299,3 @@ def tv_mvit_v2_s(
     it, so a Kinetics state dict loads only for 16 x 224)."""
     net = _mvit_v2_s(num_frames, image_size, stochastic_depth_prob)
     return _wrap("mvit_v2_s", num_classes, num_frames, net, weights)
-
-
-@register_model("tv_swin3d_t")
-def tv_swin3d_t(num_classes: int, num_frames: int, weights: str | None = None) -> TorchvisionVideo:
-    """torchvision Swin3D-T; ``weights``: local torchvision state dict loaded before the new head."""
-    return _wrap("swin3d_t", num_classes, num_frames, torchvision.models.video.swin3d_t(weights=None), weights)

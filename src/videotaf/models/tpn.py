@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from videotaf.models.base import BackboneClassifier, ModelOutputs
-from videotaf.models.registry import register_model, with_imagenet
+from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
+from videotaf.models.registry import register_family
 from videotaf.models.resnet import ResNet2d
 from videotaf.models.tsm import shift_backbone
-from videotaf.models.weights import register_key_scheme
+from videotaf.models.weights import ReferenceAccuracy, WeightsInfo, register_key_scheme, register_weights
 
 # mmaction2's TSM and TPN recognisers: ``backbone.conv1.conv.weight``, ``backbone.conv1.bn.*``,
 # ``backbone.layer1.0.conv1.conv[.net].weight``, ``backbone.layer1.0.conv1.bn.*``, ``...downsample.conv/bn``,
@@ -168,19 +169,42 @@ class TPN(BackboneClassifier):
         return logits if aux_logits is None else ModelOutputs(logits, aux_logits)
 
 
-@register_model("tpn")
-def tpn(
-    num_classes: int,
-    num_frames: int,
-    depth: int = 50,
-    width: float = 1.0,
-    dropout: float = 0.5,
-    shift_div: int = 8,
-    shift_place: str = "inplace",
-    temporal_pool: int = 8,
-    imagenet_weights: str | None = None,
-) -> TPN:
-    """TPN-TSM-ResNet; ``imagenet_weights``: local torchvision ResNet state dict for the backbone."""
-    return with_imagenet(
-        TPN(num_classes, num_frames, depth, width, dropout, shift_div, shift_place, temporal_pool), imagenet_weights
+tpn = register_family("tpn", TPN)
+
+# mmaction2 normalises with the ImageNet statistics on the 0..255 scale (123.675, 116.28, 103.53 / 58.395, ...).
+register_weights(
+    WeightsInfo(
+        "mmaction2_tsm",
+        "tsm",
+        "mmaction2",
+        8,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        256,
+        224,
+        "backbone.layer4",
+        source="open-mmlab/mmaction2 (configs/recognition/tsm model zoo, 0.x: tsm_r50_1x1x8_50e_sth*_rgb)",
+        reference=(
+            ReferenceAccuracy("Something-Something V1", 8, 44.62, "the config's test pipeline"),
+            ReferenceAccuracy("Something-Something V2", 8, 59.91, "the config's test pipeline"),
+        ),
     )
+)
+register_weights(
+    WeightsInfo(
+        "mmaction2_tpn",
+        "tpn",
+        "mmaction2",
+        8,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        256,
+        224,
+        "backbone.layer4",
+        source="decisionforce/TPN and open-mmlab/mmaction2 (TPN-TSM-R50)",
+        reference=(
+            ReferenceAccuracy("Something-Something V1", 8, 50.7, "3 crops x 2 clips"),
+            ReferenceAccuracy("Something-Something V2", 8, 64.7, "3 crops x 2 clips"),
+        ),
+    )
+)

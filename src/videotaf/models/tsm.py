@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from videotaf.models.base import BackboneClassifier
+from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 from videotaf.models.layers.temporal_shift import TemporalShift
-from videotaf.models.registry import register_model, with_imagenet
+from videotaf.models.registry import register_family
 from videotaf.models.resnet import ResNet2d
-from videotaf.models.weights import CLASSIFIER_RULES, register_key_scheme
+from videotaf.models.weights import (
+    CLASSIFIER_RULES,
+    ReferenceAccuracy,
+    WeightsInfo,
+    register_key_scheme,
+    register_weights,
+)
 
 # mit-han-lab/temporal-shift-module: ``module.base_model.layer1.0.conv1.net.weight`` (the shift wraps conv1 as
 # ``.net``), ``module.base_model.bn1.*``, ``module.new_fc.*`` (or ``base_model.fc.*`` without dropout).
@@ -53,7 +62,7 @@ class TSM(BackboneClassifier):
     ``blocks`` sets the residual blocks per stage (e.g. ``[1, 1, 2, 1]``; default: the depth's).
     """
 
-    def __init__(
+    def __init__(  # size: the family's options, declared once (register_family derives the factory)
         self,
         num_classes: int,
         num_frames: int,
@@ -68,6 +77,12 @@ class TSM(BackboneClassifier):
         backbone = shift_backbone(num_frames, depth, width, shift_div, shift_place, stem, blocks)
         super().__init__(num_classes, num_frames, backbone, backbone.out_channels, dropout, fc_std=0.001)
 
+    def load_imagenet_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
+        """The torchvision ResNet file; refused for the small stem, whose 3x3 conv1 has no ImageNet weights."""
+        if self.backbone.stem != "imagenet":
+            raise ValueError(f"imagenet_weights need stem='imagenet' (a 7x7 conv1), got stem={self.backbone.stem!r}")
+        super().load_imagenet_state(state, path)
+
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         self.check_frames(clips)
         b, t = clips.shape[:2]
@@ -76,25 +91,25 @@ class TSM(BackboneClassifier):
         return logits.view(b, t, -1).mean(dim=1)
 
 
-@register_model("tsm")
-def tsm(
-    num_classes: int,
-    num_frames: int,
-    depth: int = 50,
-    width: float = 1.0,
-    dropout: float = 0.5,
-    shift_div: int = 8,
-    shift_place: str = "blockres",
-    stem: str = "imagenet",
-    blocks: list[int] | None = None,
-    imagenet_weights: str | None = None,
-) -> TSM:
-    """TSM-ResNet (8 or 16 frames in the paper); ``imagenet_weights``: local torchvision ResNet state dict.
+tsm = register_family("tsm", TSM)
 
-    ``stem="small"`` (3x3 stride-2 conv, no max-pool: stride 16) and ``blocks`` (per-stage block counts) make the
-    small-input variants; ImageNet weights need the ImageNet stem (their conv1 is 7x7).
-    """
-    if imagenet_weights is not None and stem != "imagenet":
-        raise ValueError(f"imagenet_weights need stem='imagenet' (a 7x7 conv1), got stem={stem!r}")
-    model = TSM(num_classes, num_frames, depth, width, dropout, shift_div, shift_place, stem, blocks)
-    return with_imagenet(model, imagenet_weights)
+register_weights(
+    WeightsInfo(
+        "tsm_release",
+        "tsm",
+        "tsm",
+        8,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        256,
+        224,
+        "backbone.layer4",
+        source="mit-han-lab/temporal-shift-module (README, Something-Something tables)",
+        reference=(
+            ReferenceAccuracy("Something-Something V1", 8, 45.6, "1 centre crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V1", 16, 47.2, "1 centre crop x 1 clip"),
+            ReferenceAccuracy("Something-Something V2", 8, 61.2, "full resolution x 2 clips"),
+            ReferenceAccuracy("Something-Something V2", 16, 63.1, "full resolution x 2 clips"),
+        ),
+    )
+)

@@ -7,7 +7,9 @@ the ``module.`` prefix of (Distributed)DataParallel.
 Each model keeps its own checkpoint mapping beside it (as timm does): a model module registers the key scheme
 of its official release with :func:`register_key_scheme` (``tsm`` in ``tsm.py``, ``mmaction2`` in ``tpn.py``,
 ``gst`` in ``gst.py``, ``blvnet`` in ``blvnet.py``) and its model class says how ImageNet weights initialise its
-backbone (``load_imagenet_state``). This module imports no model, so the models can import it.
+backbone (``load_imagenet_state``). Beside its key scheme a model module also registers the families of official
+checkpoints it reads (:class:`WeightsInfo`, :func:`register_weights`): how they must be fed (frames, resize, crop,
+mean/std), their CAM layer and published accuracy. This module imports no model, so the models can import it.
 """
 
 from __future__ import annotations
@@ -215,3 +217,95 @@ def load_imagenet(model: nn.Module, path: str | Path) -> None:
         raise TypeError(f"no ImageNet initialisation defined for {type(model).__name__}")
     path = Path(path)
     loader({k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}, path)
+
+
+# ------------------------------------------------------------------------------- weights with metadata
+
+
+@dataclass(frozen=True)
+class ReferenceAccuracy:
+    """A published top-1 of one checkpoint of a family, with the protocol it was measured under."""
+
+    dataset: str
+    num_frames: int
+    top1: float
+    protocol: str  # e.g. "1 centre crop x 1 clip"
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """How a known family of checkpoints must be fed, as torchvision's ``Weights`` / timm's pretrained configs.
+
+    A family is one release of one model (the TSM authors' files, mmaction2's TSM, ...); its checkpoints share
+    the preprocessing, and their key scheme (:func:`register_key_scheme`) or model option names the family.
+
+    Attributes:
+        name: the family, e.g. ``"tsm_release"``.
+        model: the registry name the checkpoints load into.
+        key_scheme: the :func:`detect_source` result of its files (``"torchvision"`` for a torchvision video
+            state dict given as the model's ``weights`` option).
+        num_frames: the frames of the default checkpoint (others in ``reference``).
+        mean, std: the per-channel normalisation of [0, 1] pixels the checkpoints were trained with.
+        scale_size, crop_size: evaluation resize (short side) and centre crop, in pixels.
+        cam_layer: the dotted name of the Grad-CAM layer (Eq. 2) in the built model.
+        source: where the checkpoints and the numbers come from.
+        reference: published accuracies.
+        note: anything the fields cannot say (e.g. a squashing resize).
+    """
+
+    name: str
+    model: str
+    key_scheme: str
+    num_frames: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale_size: int
+    crop_size: int
+    cam_layer: str
+    source: str
+    reference: tuple[ReferenceAccuracy, ...] = ()
+    note: str = ""
+
+    def summary(self) -> str:
+        """One line: the family and the preprocessing it sets."""
+        return (
+            f"weights {self.name} ({self.source}): {self.num_frames} frames, scale {self.scale_size}, "
+            f"crop {self.crop_size}, mean {list(self.mean)}, std {list(self.std)}, CAM layer {self.cam_layer}"
+        )
+
+
+_WEIGHTS: dict[str, WeightsInfo] = {}
+
+
+def register_weights(info: WeightsInfo) -> WeightsInfo:
+    """Add a checkpoint family; one family per (model, key scheme)."""
+    for other in _WEIGHTS.values():
+        if other.name != info.name and (other.model, other.key_scheme) == (info.model, info.key_scheme):
+            raise ValueError(f"weights {info.name!r}: {other.name!r} already covers {info.model} / {info.key_scheme}")
+    _WEIGHTS[info.name] = info
+    return info
+
+
+def known_weights() -> list[WeightsInfo]:
+    """Every registered checkpoint family, by name."""
+    return [_WEIGHTS[k] for k in sorted(_WEIGHTS)]
+
+
+def find_weights(model: str, key_scheme: str) -> WeightsInfo | None:
+    """The family of checkpoints of ``model`` read with ``key_scheme``; None for videotaf's own and unknown ones."""
+    for info in _WEIGHTS.values():
+        if info.model == model and info.key_scheme == key_scheme:
+            return info
+    return None
+
+
+def weights_info(name: str) -> WeightsInfo:
+    """The family ``name``; a ValueError listing the known ones otherwise."""
+    if name not in _WEIGHTS:
+        raise ValueError(f"unknown weights {name!r}; known: {', '.join(sorted(_WEIGHTS))}")
+    return _WEIGHTS[name]
+
+
+def checkpoint_scheme(path: str | Path) -> str:
+    """The key scheme of the state dict in ``path`` (:func:`detect_source`), without loading it into a model."""
+    return detect_source([k for k in read_state_dict(path) if not _DROP.match(k)])
