@@ -50,7 +50,6 @@ from videotaf.engine.distributed import (
     DistInfo,
     ResumableSampler,
     ShardSampler,
-    all_reduce_sum,
     barrier,
     gather_objects,
     init_distributed,
@@ -69,29 +68,67 @@ class TrainingInterrupted(Exception):
     """SIGTERM/SIGINT arrived; ``last.pt`` was written at the step boundary (``--resume`` continues)."""
 
 
+# The positional layout of ``EpochSums`` in checkpoints written before the sums were named.
+_LEGACY_SUMS = ("total", "clean", "adv", "correct", "clips", "seconds")
+
+
 @dataclass
 class EpochSums:
-    """Running sums of one epoch on one process (also saved in mid-epoch checkpoints as a float64 tensor)."""
+    """Running sums of one epoch on one process, by name (saved by name in mid-epoch checkpoints).
 
-    loss: float = 0.0  # sum over clips of the step loss (Eq. 7)
-    loss_clean: float = 0.0
-    loss_adv: float = 0.0
-    correct: float = 0.0  # clean-path top-1 hits
-    clips: float = 0.0
+    ``losses[name]`` is the sum over clips of the loss term ``name`` of :class:`~videotaf.objective.StepOutput`
+    (each step adds its value times its B clips); ``counts`` holds ``"clips"``, ``"correct"`` (clean-path top-1
+    hits), ``"attacked"`` (clips that took the adversarial path) and ``"nonfinite_steps"`` (steps skipped for a
+    non-finite loss, ``optim.max_nonfinite_steps``).
+    """
+
+    losses: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def as_tensor(self) -> torch.Tensor:
-        return torch.tensor(
-            [self.loss, self.loss_clean, self.loss_adv, self.correct, self.clips, self.seconds], dtype=torch.float64
-        )
+    @property
+    def clips(self) -> float:
+        return self.counts.get("clips", 0.0)
 
-    @classmethod
-    def from_tensor(cls, t: torch.Tensor) -> EpochSums:
-        return cls(*(float(v) for v in t.to(torch.float64).tolist()))
+    def add_step(self, losses: dict[str, float], counts: dict[str, float], seconds: float) -> None:
+        """Add one step: each loss term (a mean over its clips) weighted by the step's ``counts["clips"]``."""
+        _accumulate(self.losses, losses, float(counts.get("clips", 0.0)))
+        _accumulate(self.counts, counts)
+        self.seconds += seconds
 
     def add(self, other: EpochSums) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        """Add another process's sums, name by name."""
+        _accumulate(self.losses, other.losses)
+        _accumulate(self.counts, other.counts)
+        self.seconds += other.seconds
+
+    def to_state(self) -> dict[str, Any]:
+        """The checkpoint form: ``{"losses": {...}, "counts": {...}, "seconds": s}`` (floats, by name)."""
+        return {"losses": dict(self.losses), "counts": dict(self.counts), "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, state: Any, *, adversarial: bool) -> EpochSums:
+        """Read :meth:`to_state`'s form, or the float64 tensor ``[loss, loss_clean, loss_adv, correct, clips,
+        seconds]`` that checkpoints held before the sums were named (``adversarial``: whether that run had an
+        adversarial term; the old layout stored 0.0 for a plain run)."""
+        if isinstance(state, dict):
+            return cls(dict(state["losses"]), dict(state["counts"]), float(state["seconds"]))
+        old = dict(zip(_LEGACY_SUMS, (float(v) for v in torch.as_tensor(state).to(torch.float64).tolist())))
+        names = ("total", "clean", "adv") if adversarial else ("total", "clean")
+        return cls({k: old[k] for k in names}, {"clips": old["clips"], "correct": old["correct"]}, old["seconds"])
+
+
+def _accumulate(into: dict[str, float], values: dict[str, float], weight: float = 1.0) -> None:
+    for name, value in values.items():
+        into[name] = into.get(name, 0.0) + float(value) * weight
+
+
+def reduce_sums(local: EpochSums) -> EpochSums:
+    """The sums of every process (DDP), added name by name (``local`` itself without a process group)."""
+    total = EpochSums()
+    for part in gather_objects(local.to_state()):
+        total.add(EpochSums.from_state(part, adversarial=True))
+    return total
 
 
 @dataclass
@@ -178,22 +215,23 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
 
-        n = labels.shape[0]
-        correct = (out.logits_clean.argmax(1) == labels).sum().item()
-        adv = out.loss_adv.item() if out.loss_adv is not None else 0.0
+        losses = {name: value.item() for name, value in out.losses.items()}
+        counts = {**out.counts, "correct": (out.logits_clean.argmax(1) == labels).sum().item()}
         now = time.perf_counter()
-        sums.add(EpochSums(out.loss.item() * n, out.loss_clean.item() * n, adv * n, correct, n, now - t_last))
+        sums.add_step(losses, counts, now - t_last)
         t_last = now
         if progress is not None:
-            values: dict[str, float] = {"loss": out.loss.item(), "lr": lr}
-            if out.loss_adv is not None:
-                values["loss_adv"] = adv
-            progress.update(**values)
+            progress.update(**step_values(losses), lr=lr)
         if on_step is not None:
             on_step(sums)
         if should_stop is not None and should_stop():
             break
     return sums
+
+
+def step_values(losses: dict[str, float]) -> dict[str, float]:
+    """The progress line's names of a step's loss terms: ``loss`` (the total), ``loss_<term>`` for the others."""
+    return {("loss" if name == "total" else f"loss_{name}"): value for name, value in losses.items()}
 
 
 class _StopFlag:
@@ -333,7 +371,8 @@ def restore(path: Path, training: Training, info: DistInfo) -> tuple[RunState, d
         training.scaler.load_state_dict(state["scaler"])
     run = RunState(int(state["epoch"]), int(state["epoch_step"]), int(state["step"]), state.get("best_metric"))
     if state.get("epoch_sums") is not None and run.epoch_step > 0:
-        run.sums = EpochSums.from_tensor(state["epoch_sums"])
+        adversarial = training.objective.attack is not None
+        run.sums = EpochSums.from_state(state["epoch_sums"], adversarial=adversarial)
     per_rank = state.get("rng_per_rank") or []
     rng = per_rank[info.rank] if len(per_rank) == info.world_size else state["rng"]
     return run, rng
@@ -362,7 +401,7 @@ class Checkpointer:
             best_metric=run.best,
             config=self.cfg_dict,
         )
-        state["epoch_sums"] = (run.sums if mid_epoch else EpochSums()).as_tensor()
+        state["epoch_sums"] = (run.sums if mid_epoch else EpochSums()).to_state()
         if rngs is not None:
             state["rng_per_rank"] = rngs
         ckpt_mod.save_checkpoint(state, self.dir / name)
@@ -435,13 +474,16 @@ def epoch_record(cfg: Config, epoch: int, local: EpochSums, total: EpochSums, sk
     ``lr`` is the base LR the schedule gives the epoch's first step, whether or not the run was resumed.
     """
     n = max(total.clips, 1.0)
+    # One field per loss term, by name (train_loss is the total); the three fields of every earlier release are
+    # always there (None: no such term, e.g. train_loss_adv of a plain run).
+    terms: dict[str, float | None] = {f"train_{k}": v / n for k, v in step_values(total.losses).items()}
+    for key in ("train_loss", "train_loss_clean", "train_loss_adv"):
+        terms.setdefault(key, None)
     return {
         "epoch": epoch + 1,
         "lr": cfg.optim.lr * lr_factor(float(epoch), cfg.optim),
-        "train_loss": total.loss / n,
-        "train_loss_clean": total.loss_clean / n,
-        "train_loss_adv": total.loss_adv / n if cfg.adversarial.method != "plain" else None,
-        "train_top1": 100.0 * total.correct / n,
+        **terms,
+        "train_top1": 100.0 * total.counts.get("correct", 0.0) / n,
         "val_loss": None,
         "val_top1": None,
         "val_top5": None,
@@ -534,7 +576,7 @@ def fit(
             epoch = run.epoch
             local = run_epoch(cfg, loaders, training, run, checkpointer, stop, info)
             sync_bn_buffers(training.model)
-            total = EpochSums.from_tensor(all_reduce_sum(local.as_tensor()))
+            total = reduce_sums(local)
             record = epoch_record(cfg, epoch, local, total, skipped_count(loaders.train_set))
             run.epoch, run.epoch_step, run.sums = epoch + 1, 0, EpochSums()
             if run.epoch % rt.eval_every == 0 or run.epoch == oc.epochs:
