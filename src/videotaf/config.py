@@ -65,7 +65,9 @@ class OptimConfig:
 
     ``milestones`` are epochs (``schedule: step``) at which the LR is multiplied by ``gamma``;
     ``warmup_epochs`` ramps the LR linearly from 0 per iteration; ``clip_grad_norm: null`` disables clipping.
-    ``batch_size`` is the global batch (split evenly over DDP processes).
+    ``batch_size`` is the global batch (split evenly over DDP processes). A step whose loss term is not finite
+    stops the run (``videotaf.engine.train``); ``max_nonfinite_steps: N`` instead skips up to N such steps over
+    the run (no update, as AMP's scaler skips an overflow), counted in ``metrics.jsonl``'s ``nonfinite_steps``.
     """
 
     lr: float = 0.01
@@ -81,6 +83,7 @@ class OptimConfig:
     fc_lr_mult_weight: float = 5.0
     fc_lr_mult_bias: float = 10.0
     batch_size: int = 64
+    max_nonfinite_steps: int = 0
 
 
 @dataclass
@@ -438,6 +441,10 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         raise bad("optim.milestones", "increasing epochs", o.milestones)
     if o.warmup_epochs < 0:
         raise bad("optim.warmup_epochs", "a float >= 0", o.warmup_epochs)
+    if o.max_nonfinite_steps < 0:
+        raise bad(
+            "optim.max_nonfinite_steps", "an int >= 0 (0: stop at the first non-finite loss)", o.max_nonfinite_steps
+        )
     if o.clip_grad_norm is not None and o.clip_grad_norm <= 0:
         raise bad("optim.clip_grad_norm", "a float > 0 or null", o.clip_grad_norm)
     if not 0.0 <= a.alpha <= 1.0:

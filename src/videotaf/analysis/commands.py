@@ -38,7 +38,7 @@ from videotaf.analysis.report import build_report
 from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
 from videotaf.analysis.stats import format_markdown
 from videotaf.cam import cam_layer_of
-from videotaf.cliargs import pixel_fraction
+from videotaf.cliargs import holding_out, pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
 from videotaf.engine.finetune import FINETUNE_DECAY_AFTER, FINETUNE_EPOCHS, LR_FROM, AttackSettings
@@ -396,7 +396,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
     p.add_argument("--out", type=Path, required=True, help="output directory (runs/, compare.json, .md, .png)")
     p.add_argument("--overwrite", action="store_true", help="replace runs made with other settings")
-    p.set_defaults(func=_cmd_compare)
+    p.set_defaults(func=holding_out(_cmd_compare))
 
     p = subparsers.add_parser(
         "robustness",
@@ -425,7 +425,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_data_args(p)
-    p.set_defaults(func=_cmd_robustness)
+    p.set_defaults(func=holding_out(_cmd_robustness))
 
     p = subparsers.add_parser(
         "analyze",
@@ -485,4 +485,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--title", default="videotaf report")
     _add_data_args(p)
-    p.set_defaults(func=_cmd_report)
+    p.set_defaults(func=holding_out(_cmd_report))

@@ -30,7 +30,9 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,8 @@ from videotaf.engine.distributed import (
     DistInfo,
     ResumableSampler,
     ShardSampler,
+    all_reduce_sum,
+    any_rank,
     barrier,
     gather_objects,
     init_distributed,
@@ -60,12 +64,20 @@ from videotaf.engine.evaluate import compute_metrics, predict, write_results
 from videotaf.engine.logs import MetricsLogger, Progress, log
 from videotaf.engine.optim import base_lr, build_optimizer, build_scheduler, lr_factor
 from videotaf.engine.runs import next_step, prepare_run_dir
-from videotaf.io import remove_stale_temporaries
+from videotaf.errors import OutputLockedError, TrainingDivergedError
+from videotaf.io import output_lock, remove_stale_temporaries
 from videotaf.objective import Objective, build_objective
 
 
 class TrainingInterrupted(Exception):
-    """SIGTERM/SIGINT arrived; ``last.pt`` was written at the step boundary (``--resume`` continues)."""
+    """SIGTERM/SIGINT arrived; ``last.pt`` was written at the step boundary (``--resume`` continues).
+
+    ``signum`` is the signal that stopped the run (the command line exits with ``128 + signum``: 130 for
+    SIGINT/Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 # The positional layout of ``EpochSums`` in checkpoints written before the sums were named.
@@ -140,6 +152,9 @@ class RunState:
     step: int = 0  # optimizer steps in total
     best: float | None = None  # best validation top-1 so far
     sums: EpochSums = field(default_factory=EpochSums)  # of the current epoch
+    nonfinite: int = 0  # steps skipped for a non-finite loss over the run (optim.max_nonfinite_steps)
+    first_losses: dict[str, float] = field(default_factory=dict)  # the first epoch's mean loss terms, by name
+    warned: set[str] = field(default_factory=set)  # loss terms the growth warning named (not saved)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -166,6 +181,72 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % 2**63
 
 
+class NonFiniteLossError(TrainingDivergedError):
+    """A step's loss term was not finite (on some process); raised before the optimizer update."""
+
+    def __init__(self, term: str, value: float, lr: float) -> None:
+        super().__init__(f"loss term {term!r} is {value} at LR {lr:.4g}")
+        self.term, self.value, self.lr = term, value, lr
+
+
+class LossGuard:
+    """The non-finite check of every training step (clean, adversarial, ... terms by name).
+
+    Every DDP rank sees the same verdict (one ``all_reduce`` of the terms per step), so all of them stop, or skip,
+    at the same step. ``max_skips`` steps (``optim.max_nonfinite_steps``, over the run; ``skipped`` so far) are
+    skipped before the run stops: the step's gradients are dropped and the BatchNorm statistics its forward
+    updated are put back (a NaN there would outlive the skip), as AMP's scaler skips an overflowing step.
+    """
+
+    def __init__(self, max_skips: int = 0, skipped: int = 0) -> None:
+        self.max_skips, self.skipped = max_skips, skipped
+
+    def snapshot(self, model: nn.Module) -> list[torch.Tensor] | None:
+        """The model's buffers before a step, only when a skip may need them (a copy per step costs time)."""
+        if self.skipped >= self.max_skips:
+            return None
+        return [b.detach().clone() for b in model.buffers()]
+
+    def check(self, losses: dict[str, torch.Tensor], lr: float) -> bool:
+        """``False`` when every term is finite on every process; ``True`` for a step to skip; otherwise raises
+        :class:`NonFiniteLossError` naming the first non-finite term (components before ``total``)."""
+        names = [n for n in losses if n != "total"] + [n for n in losses if n == "total"]
+        values = all_reduce_sum(torch.stack([losses[n].detach().to(torch.float64) for n in names]))
+        finite = torch.isfinite(values).tolist()
+        if all(finite):
+            return False
+        if self.skipped < self.max_skips:
+            self.skipped += 1
+            return True
+        first = finite.index(False)
+        raise NonFiniteLossError(names[first], float(values[first]), lr)
+
+    @staticmethod
+    def restore(model: nn.Module, saved: list[torch.Tensor] | None) -> None:
+        if saved is not None:
+            with torch.no_grad():
+                for buffer, value in zip(model.buffers(), saved):
+                    buffer.copy_(value)
+
+
+def _update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    clip_grad_norm: float | None,
+) -> None:
+    """``[scaler.unscale_]; clip_grad_norm_; optimizer/scaler.step()`` after a step's backward."""
+    if scaler is not None and scaler.is_enabled():
+        scaler.unscale_(optimizer)
+    if clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    if scaler is not None and scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 def train_one_epoch(
     model: nn.Module,
     objective: Objective,
@@ -181,15 +262,19 @@ def train_one_epoch(
     progress: Progress | None = None,
     on_step: Callable[[EpochSums], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    guard: LossGuard | None = None,
 ) -> EpochSums:
     """Optimise over ``loader`` of ``(clips (B,T,3,H,W), labels (B,))`` once with ``objective.step`` (Eq. 7).
 
     Returns this process's running sums, continued from ``sums`` (updated in place) when resuming mid-epoch.
-    ``on_step(sums)`` runs after every optimizer step (checkpointing); when ``should_stop()`` turns true the
-    epoch ends early after the current step.
+    ``on_step(sums)`` runs after every step (checkpointing); when ``should_stop()`` turns true the epoch ends
+    early after the current step. ``guard`` checks every step's loss terms before the update (default: stop at
+    the first non-finite one, :class:`NonFiniteLossError`); a skipped step counts in ``counts["nonfinite_steps"]``.
+    (Fourteen keyword options: each is one piece of the loop a library caller may pass; ``fit`` passes them all.)
     """
     model.train()
     sums = EpochSums() if sums is None else sums
+    guard = LossGuard() if guard is None else guard
     use_scaler = scaler is not None and scaler.is_enabled()
 
     def backward(loss: torch.Tensor) -> None:
@@ -200,25 +285,23 @@ def train_one_epoch(
         clips = clips.to(device, non_blocking=True)
         labels = torch.as_tensor(labels).to(device, non_blocking=True).long()
         optimizer.zero_grad(set_to_none=True)
+        saved = guard.snapshot(model)
         with torch.autocast(device.type, enabled=amp):
             out = objective.step(model, clips, labels, backward=backward)
-        if use_scaler and scaler is not None:
-            scaler.unscale_(optimizer)
-        if clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-        if use_scaler and scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
         lr = base_lr(optimizer)
+        skip = guard.check(out.losses, lr)  # before the update: non-finite gradients never reach the weights
+        if skip:
+            guard.restore(model, saved)
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            _update(model, optimizer, scaler, clip_grad_norm)
         if scheduler is not None:
-            scheduler.step()
+            scheduler.step()  # a skipped step still advances the schedule: it is a step of the data order
 
-        losses = {name: value.item() for name, value in out.losses.items()}
+        losses = {} if skip else {name: value.item() for name, value in out.losses.items()}
         counts = {**out.counts, "correct": (out.logits_clean.argmax(1) == labels).sum().item()}
         now = time.perf_counter()
-        sums.add_step(losses, counts, now - t_last)
+        sums.add_step(losses, {"nonfinite_steps": 1} if skip else counts, now - t_last)
         t_last = now
         if progress is not None:
             progress.update(**step_values(losses), lr=lr)
@@ -240,6 +323,7 @@ class _StopFlag:
 
     def __init__(self, install: bool) -> None:
         self.set = False
+        self.signum = int(signal.SIGTERM)  # which signal set the flag
         self.previous: dict[int, Any] = {}
         if install:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,7 +333,7 @@ class _StopFlag:
                     pass
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.set = True
+        self.set, self.signum = True, int(signum)
 
     def __call__(self) -> bool:
         return self.set
@@ -370,12 +454,19 @@ def restore(path: Path, training: Training, info: DistInfo) -> tuple[RunState, d
     if state.get("scaler"):
         training.scaler.load_state_dict(state["scaler"])
     run = RunState(int(state["epoch"]), int(state["epoch_step"]), int(state["step"]), state.get("best_metric"))
+    # Absent from checkpoints of earlier releases: no skipped steps, no first-epoch losses recorded.
+    run.nonfinite = int(state.get("nonfinite_steps", 0))
+    run.first_losses = dict(state.get("first_epoch_losses") or {})
     if state.get("epoch_sums") is not None and run.epoch_step > 0:
         adversarial = training.objective.attack is not None
         run.sums = EpochSums.from_state(state["epoch_sums"], adversarial=adversarial)
     per_rank = state.get("rng_per_rank") or []
     rng = per_rank[info.rank] if len(per_rank) == info.world_size else state["rng"]
     return run, rng
+
+
+def _finite(t: torch.Tensor) -> bool:
+    return not torch.is_floating_point(t) or bool(torch.isfinite(t).all())
 
 
 class Checkpointer:
@@ -385,7 +476,28 @@ class Checkpointer:
     def __init__(self, ckpt_dir: Path, training: Training, cfg_dict: dict[str, Any], info: DistInfo) -> None:
         self.dir, self.training, self.cfg_dict, self.info = ckpt_dir, training, cfg_dict, info
 
+    def kept(self) -> str:
+        """What the run directory holds after a failure: ``last.pt``'s position, for the one-line error."""
+        path = self.dir / "last.pt"
+        if not path.is_file():
+            return "no checkpoint was written before it"
+        state = ckpt_mod.load_checkpoint(path)
+        return f"{path} (epoch {state['epoch']}, step {state['step']}) is kept as it was"
+
+    def check_finite(self, run: RunState, name: str) -> None:
+        """Refuse to write non-finite weights or statistics (on any process: every rank raises together)."""
+        bad = next((k for k, v in self.training.model.state_dict().items() if not _finite(v)), None)
+        if any_rank(bad is not None, self.info.device):
+            lr = base_lr(self.training.optimizer)
+            where = f"epoch {run.epoch + 1} step {run.epoch_step}" if run.epoch_step else f"end of epoch {run.epoch}"
+            raise TrainingDivergedError(
+                f"{where}: the model's {bad or 'state (on another process)'} "
+                f"is not finite at LR {lr:.4g}, so {name} was not written; {self.kept()} (lower optim.lr or set "
+                "optim.clip_grad_norm)"
+            )
+
     def save(self, run: RunState, name: str = "last.pt", *, mid_epoch: bool = False) -> None:
+        self.check_finite(run, name)
         rngs = gather_objects(ckpt_mod.rng_state()) if self.info.distributed else None
         if not self.info.is_main:
             return
@@ -402,6 +514,8 @@ class Checkpointer:
             config=self.cfg_dict,
         )
         state["epoch_sums"] = (run.sums if mid_epoch else EpochSums()).to_state()
+        state["nonfinite_steps"] = run.nonfinite
+        state["first_epoch_losses"] = dict(run.first_losses)
         if rngs is not None:
             state["rng_per_rank"] = rngs
         ckpt_mod.save_checkpoint(state, self.dir / name)
@@ -419,7 +533,8 @@ def run_epoch(
     """Train epoch ``run.epoch`` from step ``run.epoch_step`` (non-zero after a mid-epoch resume).
 
     Leaves ``run.sums`` with this process's sums; raises :class:`TrainingInterrupted` after saving ``last.pt``
-    when a stop signal arrives.
+    when a stop signal arrives, and :class:`~videotaf.errors.TrainingDivergedError` (one line: epoch, step, term,
+    LR) at a non-finite loss beyond ``optim.max_nonfinite_steps``, before that step's update and without writing.
     """
     rt = cfg.runtime
     epoch = run.epoch
@@ -432,9 +547,12 @@ def run_epoch(
     if hasattr(train_set, "reset_skipped") and run.epoch_step == 0:
         train_set.reset_skipped()
 
+    guard = LossGuard(cfg.optim.max_nonfinite_steps, run.nonfinite)
+
     def on_step(sums: EpochSums) -> None:
         run.step += 1
         run.epoch_step += 1
+        run.nonfinite = guard.skipped
         every = rt.checkpoint_every_steps
         if (every and run.step % every == 0) or stop.set:
             checkpointer.save(run, mid_epoch=True)
@@ -447,25 +565,64 @@ def run_epoch(
         initial=run.epoch_step,
         enabled=info.is_main,
     )
-    sums = train_one_epoch(
-        training.ddp_model,
-        training.objective,
-        loaders.train,
-        training.optimizer,
-        device=info.device,
-        scheduler=training.scheduler,
-        scaler=training.scaler,
-        amp=training.amp,
-        clip_grad_norm=cfg.optim.clip_grad_norm,
-        sums=run.sums,
-        progress=progress,
-        on_step=on_step,
-        should_stop=stop,
-    )
+    try:
+        sums = train_one_epoch(
+            training.ddp_model,
+            training.objective,
+            loaders.train,
+            training.optimizer,
+            device=info.device,
+            scheduler=training.scheduler,
+            scaler=training.scaler,
+            amp=training.amp,
+            clip_grad_norm=cfg.optim.clip_grad_norm,
+            sums=run.sums,
+            progress=progress,
+            on_step=on_step,
+            should_stop=stop,
+            guard=guard,
+        )
+    except NonFiniteLossError as exc:
+        raise TrainingDivergedError(
+            f"epoch {epoch + 1} step {run.epoch_step + 1}/{loaders.steps_per_epoch}: {exc}; stopped before its "
+            f"update, {checkpointer.kept()} (lower optim.lr, keep optim.clip_grad_norm, or skip up to N such steps "
+            "with optim.max_nonfinite_steps: N)"
+        ) from exc
     progress.close()
     if stop():
-        raise TrainingInterrupted(f"interrupted at epoch {epoch + 1} step {run.epoch_step}; last.pt saved")
+        raise TrainingInterrupted(
+            f"interrupted at epoch {epoch + 1} step {run.epoch_step}; last.pt saved", signum=stop.signum
+        )
     return sums
+
+
+class LossGrowthWarning(UserWarning):
+    """A training loss term's epoch mean grew :data:`GROWTH_FACTOR`-fold over its first epoch's: diverging."""
+
+
+GROWTH_FACTOR = 1e6
+
+
+def warn_if_grown(run: RunState, total: EpochSums, *, enabled: bool = True) -> None:
+    """Record the first epoch's mean loss terms in ``run``; later, warn once per term that grew 1e6-fold.
+
+    A run can climb to 1e13 without a NaN (gradient clipping keeps every step finite) and then reports
+    garbage; one ``warning: LossGrowthWarning: ...`` line says so while the run goes on.
+    """
+    means = {name: value / max(total.clips, 1.0) for name, value in total.losses.items()}
+    if not run.first_losses:
+        run.first_losses = means
+        return
+    for name, value in means.items():
+        first = run.first_losses.get(name)
+        if enabled and first and first > 0 and value > GROWTH_FACTOR * first and name not in run.warned:
+            run.warned.add(name)
+            warnings.warn(
+                f"loss term {name!r} grew from {first:.4g} (epoch 1 mean) to {value:.4g} in epoch {run.epoch + 1}:"
+                " the run is diverging (lower optim.lr)",
+                LossGrowthWarning,
+                stacklevel=2,
+            )
 
 
 def epoch_record(cfg: Config, epoch: int, local: EpochSums, total: EpochSums, skipped: int | None) -> dict[str, Any]:
@@ -491,6 +648,7 @@ def epoch_record(cfg: Config, epoch: int, local: EpochSums, total: EpochSums, sk
         "clips_per_s": total.clips / max(local.seconds, 1e-9),
         "epoch_time_s": local.seconds,
         "skipped": skipped,
+        "nonfinite_steps": int(total.counts.get("nonfinite_steps", 0)),
     }
 
 
@@ -521,9 +679,52 @@ def fit(
 
     Writes ``config.yaml``, ``metrics.jsonl``, ``checkpoints/last.pt``, ``checkpoints/best.pt`` (highest val
     top-1) and ``eval.json`` (final model) under the run directory, on rank 0 only.
+
+    The run directory is held (:func:`videotaf.io.output_lock`, by rank 0) from start to end: a second writer
+    is refused (:class:`~videotaf.errors.OutputLockedError`, naming this process). A non-finite loss term stops
+    the run (:class:`~videotaf.errors.TrainingDivergedError`) before its update, leaving the last finite
+    ``last.pt``/``best.pt`` as they were; ``optim.max_nonfinite_steps`` skips up to that many such steps.
     """
+    info = init_distributed(cfg.runtime.device)
+    with _writer_lock(Path(cfg.runtime.output_dir), info):
+        return _fit(
+            cfg,
+            info,
+            resume=resume,
+            overwrite=overwrite,
+            datasets_fn=datasets_fn,
+            subset_classes=subset_classes,
+            on_start=on_start,
+        )
+
+
+@contextmanager
+def _writer_lock(run_dir: Path, info: DistInfo) -> Iterator[None]:
+    """Rank 0 holds ``run_dir``'s writer lock; every rank learns whether it got it (so all refuse together)."""
+    with ExitStack() as stack:
+        error: OutputLockedError | None = None
+        if info.is_main:
+            try:
+                stack.enter_context(output_lock(run_dir))
+            except OutputLockedError as exc:
+                error = exc
+        if any_rank(error is not None, info.device):
+            raise error or OutputLockedError(f"--out {run_dir} is being written by another process (see rank 0)")
+        yield
+
+
+def _fit(
+    cfg: Config,
+    info: DistInfo,
+    *,
+    resume: bool | str | Path,
+    overwrite: bool,
+    datasets_fn: DatasetsFn | None,
+    subset_classes: list[str] | None,
+    on_start: Callable[[], None] | None,
+) -> dict[str, Any]:
+    """:func:`fit` once the run directory is held."""
     rt, oc = cfg.runtime, cfg.optim
-    info = init_distributed(rt.device)
     if info.device.type == "cpu" and rt.keep_cpu_memory:
         keep_freed_memory()
     run_dir = Path(rt.output_dir)
@@ -543,9 +744,9 @@ def fit(
     run, rng = RunState(), None
     if resume_path is not None:
         run, rng = restore(resume_path, training, info)
-    # Only now, with the data, the model and the checkpoint read, is the run directory touched: a bad input
-    # leaves an earlier run (even one being overwritten) and an empty directory as they were. Rank 0 removes an
-    # overwritten run's files.
+    # Only now, with the data, the model and the checkpoint read, are the run's files touched: a bad input
+    # leaves an earlier run (even one being overwritten) as it was (a new directory holds only the writer's lock
+    # file). Rank 0 removes an overwritten run's files.
     if info.is_main:
         prepare_run_dir(run_dir, resume=bool(resume), overwrite=overwrite, remove=True)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -578,6 +779,7 @@ def fit(
             sync_bn_buffers(training.model)
             total = reduce_sums(local)
             record = epoch_record(cfg, epoch, local, total, skipped_count(loaders.train_set))
+            warn_if_grown(run, total, enabled=info.is_main)
             run.epoch, run.epoch_step, run.sums = epoch + 1, 0, EpochSums()
             if run.epoch % rt.eval_every == 0 or run.epoch == oc.epochs:
                 last_pred = predict(training.ddp_model, loaders.val, info.device, amp=training.amp)
