@@ -344,22 +344,36 @@ def test_train_holds_its_run_directory_for_its_whole_life(tmp_path, synth_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_sigint_exits_130_and_sigterm_143_after_the_same_checkpoint(tmp_path, synth_root, sig, status):
+@pytest.mark.parametrize(
+    ("sig", "status", "workers"),
+    [
+        (signal.SIGINT, 130, 0),
+        (signal.SIGTERM, 143, 0),
+        (signal.SIGINT, 130, 2),  # Ctrl-C in a terminal: the whole process group, DataLoader workers included
+    ],
+)
+def test_sigint_exits_130_and_sigterm_143_after_the_same_checkpoint(tmp_path, synth_root, sig, status, workers):
     slow = {"name": "fault_toys:slow_tiny_net", "options": {"width": 4, "delay": 0.2}}
-    config = write_config(tmp_path / "slow.yaml", synth_root, model=slow, runtime={"progress": "lines", "log_every": 1})
+    runtime = {"progress": "lines", "log_every": 1}
+    config = write_config(
+        tmp_path / "slow.yaml", synth_root, model=slow, data={"num_workers": workers}, runtime=runtime
+    )
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "videotaf", "train", "--config", str(config), "--out", str(run)],
         env=subprocess_env(),
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
     )
     assert proc.stderr is not None
     for line in proc.stderr:
         if " step 1/3 " in line:
             break
-    proc.send_signal(sig)
+    if workers:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     err = proc.stderr.read()
     proc.wait(timeout=60)
     assert proc.returncode == status, err
