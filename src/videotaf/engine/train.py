@@ -270,7 +270,8 @@ def train_one_epoch(
     ``on_step(sums)`` runs after every step (checkpointing); when ``should_stop()`` turns true the epoch ends
     early after the current step. ``guard`` checks every step's loss terms before the update (default: stop at
     the first non-finite one, :class:`NonFiniteLossError`); a skipped step counts in ``counts["nonfinite_steps"]``.
-    (Fourteen keyword options: each is one piece of the loop a library caller may pass; ``fit`` passes them all.)
+    (Ten keyword options, past the 8-parameter budget: each is one piece of the loop a library caller may pass
+    alone; ``fit`` passes them all.)
     """
     model.train()
     sums = EpochSums() if sums is None else sums
