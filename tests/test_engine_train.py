@@ -49,9 +49,10 @@ def test_each_method_lowers_the_loss(method):
     assert after < before - 0.05, (method, before, after)
     assert sums.clips == 24  # clips seen in the last epoch
     if method == "plain":
-        assert sums.loss_adv == 0.0
+        assert set(sums.losses) == {"total", "clean"} and sums.counts["attacked"] == 0
     else:
-        assert sums.loss_adv > 0.0  # adversarial loss accumulated
+        assert sums.losses["adv"] > 0.0  # adversarial loss accumulated
+        assert sums.counts["attacked"] == 24
 
 
 def test_taf_uses_the_attack_and_the_adversarial_path(monkeypatch):
@@ -119,9 +120,23 @@ def final_weights(run):
     return ck.load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
+def as_legacy_checkpoint(path):
+    """Rewrite ``path`` as the release before named loss terms wrote it: ``epoch_sums`` a positional float64
+    tensor ``[loss, loss_clean, loss_adv, correct, clips, seconds]`` (git show 61dd47e:src/videotaf/engine/train.py)."""
+    state = ck.load_checkpoint(path)
+    sums = state["epoch_sums"]
+    losses, counts = sums["losses"], sums["counts"]
+    positional = [losses["total"], losses["clean"], losses.get("adv", 0.0), counts["correct"], counts["clips"]]
+    state["epoch_sums"] = torch.tensor([*positional, sums["seconds"]], dtype=torch.float64)
+    ck.save_checkpoint(state, path)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stop_after", [3, 4])  # mid-epoch, and exactly at the epoch boundary
-def test_interrupt_and_resume_matches_uninterrupted(tmp_path, monkeypatch, stop_after):
+@pytest.mark.parametrize(
+    ("stop_after", "legacy"),
+    [(3, False), (4, False), (3, True)],  # mid-epoch, exactly at the epoch boundary, mid-epoch from an old release
+)
+def test_interrupt_and_resume_matches_uninterrupted(tmp_path, monkeypatch, stop_after, legacy):
     ref = tmp_path / "ref"
     fit(toy_config(str(ref), "taf"), datasets_fn=toy_datasets)
 
@@ -143,6 +158,8 @@ def test_interrupt_and_resume_matches_uninterrupted(tmp_path, monkeypatch, stop_
     monkeypatch.undo()
     state = ck.load_checkpoint(run / "checkpoints" / "last.pt")
     assert (state["epoch"], state["epoch_step"], state["step"]) == (0, stop_after, stop_after)
+    if legacy:
+        as_legacy_checkpoint(run / "checkpoints" / "last.pt")
 
     fit(toy_config(str(run), "taf"), datasets_fn=toy_datasets, resume=True)
     a, b = final_weights(ref), final_weights(run)
@@ -152,7 +169,7 @@ def test_interrupt_and_resume_matches_uninterrupted(tmp_path, monkeypatch, stop_
     ra, rb = read_metrics(ref), read_metrics(run)
     assert [r["epoch"] for r in rb] == [1, 2]
     for x, y in zip(ra, rb):
-        for key in ("train_loss", "train_loss_adv", "train_top1", "val_loss", "val_top1"):
+        for key in ("train_loss", "train_loss_clean", "train_loss_adv", "train_top1", "val_loss", "val_top1"):
             assert x[key] == pytest.approx(y[key], rel=1e-9), key
 
 
@@ -175,3 +192,21 @@ def test_resume_into_a_different_run_is_a_clear_error(tmp_path):
     fit(cfg, datasets_fn=toy_datasets)
     with pytest.raises(ck.CheckpointError, match=r"last.pt does not match the configured run"):
         fit(toy_config(str(run), "taf"), datasets_fn=toy_datasets, resume=True)  # dual BN keys differ
+
+
+def test_epoch_sums_add_terms_by_name_and_read_the_old_positional_layout():
+    sums = train_mod.EpochSums()
+    sums.add_step({"total": 1.0, "clean": 0.5, "adv": 2.0}, {"clips": 4, "attacked": 2, "correct": 3}, 0.25)
+    sums.add_step({"total": 3.0, "clean": 1.5, "aux": 0.5}, {"clips": 2, "attacked": 0, "correct": 1}, 0.5)
+    assert sums.losses == {"total": 10.0, "clean": 5.0, "adv": 8.0, "aux": 1.0}  # each mean times its step's B
+    assert sums.counts == {"clips": 6.0, "attacked": 2.0, "correct": 4.0} and sums.seconds == 0.75
+    again = train_mod.EpochSums.from_state(sums.to_state(), adversarial=True)
+    assert again == sums and train_mod.reduce_sums(sums) == sums  # one process: the sums themselves
+
+    old = torch.tensor([10.0, 5.0, 0.0, 4.0, 6.0, 0.75], dtype=torch.float64)  # [loss, clean, adv, correct, clips, s]
+    plain = train_mod.EpochSums.from_state(old, adversarial=False)
+    assert plain == train_mod.EpochSums({"total": 10.0, "clean": 5.0}, {"clips": 6.0, "correct": 4.0}, 0.75)
+    assert train_mod.EpochSums.from_state(old, adversarial=True).losses["adv"] == 0.0
+    record = train_mod.epoch_record(toy_config("unused"), 0, plain, plain, None)
+    assert record["train_loss"] == pytest.approx(10 / 6) and record["train_loss_adv"] is None
+    assert record["train_top1"] == pytest.approx(100 * 4 / 6) and set(EPOCH_KEYS) <= set(record)

@@ -55,8 +55,9 @@ def test_fused_step_equals_standalone_attack_then_losses(method, steps, model_cl
         assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-7), name
     for (name, b), c in zip(model.named_buffers(), reference.buffers()):
         assert torch.allclose(b.float(), c.float(), rtol=1e-6, atol=1e-7), name
-    assert out.loss_adv is not None and out.logits_adv.shape == (3, 5)
-    assert torch.isclose(out.loss, 0.7 * out.loss_clean + 0.3 * out.loss_adv)
+    assert set(out.losses) == {"total", "clean", "adv"} and out.logits_adv.shape == (3, 5)
+    assert out.counts == {"clips": 3, "attacked": 3}
+    assert torch.isclose(out.losses["total"], 0.7 * out.losses["clean"] + 0.3 * out.losses["adv"])
 
 
 def test_plain_is_cross_entropy():
@@ -68,7 +69,8 @@ def test_plain_is_cross_entropy():
     F.cross_entropy(reference(clips), labels).backward()
     for p, q in zip(model.parameters(), reference.parameters()):
         assert torch.allclose(p.grad, q.grad)
-    assert out.loss_adv is None and out.adv_clips is None
+    assert set(out.losses) == {"total", "clean"} and out.adv_clips is None
+    assert out.counts == {"clips": 2, "attacked": 0}
 
 
 def test_adversarial_forward_goes_through_auxiliary_bn():
@@ -116,7 +118,8 @@ def test_aux_head_loss_is_added():
     out = build_objective("plain").step(model, clips, labels)
     logits = out.logits_clean
     expected = F.cross_entropy(logits, labels) + 0.5 * F.cross_entropy(2 * logits, labels)
-    assert torch.isclose(out.loss, expected) and torch.isclose(out.loss_aux, F.cross_entropy(2 * logits, labels))
+    assert torch.isclose(out.losses["total"], expected)
+    assert torch.isclose(out.losses["aux"], F.cross_entropy(2 * logits, labels))
 
 
 def test_build_objective_validation():
@@ -145,7 +148,7 @@ def test_taf_training_reduces_loss_on_a_fixed_batch():
     losses = []
     for _ in range(30):
         opt.zero_grad()
-        losses.append(objective.step(model, clips, labels).loss.item())
+        losses.append(objective.step(model, clips, labels).losses["total"].item())
         opt.step()
     assert losses[-1] < 0.1 * losses[0]
 

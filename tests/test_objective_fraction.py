@@ -93,7 +93,8 @@ def test_fraction_one_is_bit_identical_to_the_full_step(fraction, fused, method,
     _, ref_objective, _, _ = _setup(method, model_cls, batch=3, steps=steps, fused=fused, random_start=not fused)
     out = objective.step(model, clips, labels)
     adv, loss = _step_as_before(reference, ref_objective, clips, labels)
-    assert out.adv_rows is None and torch.equal(out.adv_clips, adv) and torch.equal(out.loss, loss.detach())
+    assert out.adv_rows is None and torch.equal(out.adv_clips, adv)
+    assert torch.equal(out.losses["total"], loss.detach())
     _same_state(model, reference, exact=True)
     # The same random stream afterwards: the full step draws no rows.
     assert torch.equal(objective.attack.generator.get_state(), ref_objective.attack.generator.get_state())
@@ -126,15 +127,15 @@ def test_fraction_attacks_the_drawn_rows_as_the_standalone_attack(low_memory, me
     out = objective.step(model, clips, labels)
     rows, adv, loss_clean, loss_adv = _fraction_reference(method, reference, clips, labels, 2, steps)
 
-    assert torch.equal(out.adv_rows, rows) and rows.shape == (2,)
+    assert torch.equal(out.adv_rows, rows) and rows.shape == (2,) and out.counts == {"clips": 4, "attacked": 2}
     assert torch.equal(clips, original)  # the input is never written
     assert torch.equal(out.adv_clips[rows], adv)
     others = torch.ones(4, dtype=torch.bool)
     others[rows] = False
     assert torch.equal(out.adv_clips[others], clips[others])  # rows not drawn: the clean clips, untouched
     assert out.logits_adv.shape == (2, 5) and out.logits_clean.shape == (4, 5)
-    assert torch.allclose(out.loss_clean, loss_clean) and torch.allclose(out.loss_adv, loss_adv)
-    assert torch.isclose(out.loss, 0.7 * out.loss_clean + 0.3 * out.loss_adv)
+    assert torch.allclose(out.losses["clean"], loss_clean) and torch.allclose(out.losses["adv"], loss_adv)
+    assert torch.isclose(out.losses["total"], 0.7 * out.losses["clean"] + 0.3 * out.losses["adv"])
     _same_state(model, reference, exact=False)
 
 
@@ -278,7 +279,10 @@ def test_low_memory_step_has_the_fused_step_gradients(method, steps, model_cls):
     out = objective.step(model, clips, labels)
     ref = ref_objective.step(reference, clips, labels)
     assert torch.equal(out.adv_clips, ref.adv_clips) and out.adv_rows is None
-    for name in ("loss", "loss_clean", "loss_adv", "logits_clean", "logits_adv"):
+    assert out.losses.keys() == ref.losses.keys() == {"total", "clean", "adv"}
+    for term in out.losses:
+        assert torch.equal(out.losses[term], ref.losses[term]), term
+    for name in ("logits_clean", "logits_adv"):
         assert torch.equal(getattr(out, name), getattr(ref, name)), name
     _same_state(model, reference, exact=False)
 
@@ -297,7 +301,7 @@ def test_low_memory_calls_the_given_backward_for_both_terms(fraction):
     out = objective.step(model, clips, labels, backward=scaled_backward)
     ref_objective.step(reference, clips, labels)
     assert len(seen) == 2
-    assert torch.allclose(seen[0], 0.6 * out.loss_clean) and torch.allclose(seen[1], 0.4 * out.loss_adv)
+    assert torch.allclose(seen[0], 0.6 * out.losses["clean"]) and torch.allclose(seen[1], 0.4 * out.losses["adv"])
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         assert torch.allclose(p.grad, 8.0 * q.grad, rtol=1e-5, atol=1e-6), name
 

@@ -63,7 +63,7 @@ def test_fused_taf_step_equals_standalone_attack_then_losses(kind):
         assert (p.grad is None) == (q.grad is None), name
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name
-    assert torch.isclose(out.loss, 0.7 * loss_clean.detach() + 0.3 * loss_adv.detach(), rtol=1e-5)
+    assert torch.isclose(out.losses["total"], 0.7 * loss_clean.detach() + 0.3 * loss_adv.detach(), rtol=1e-5)
     assert out.logits_adv.shape == (3, CLASSES)
 
 

@@ -11,9 +11,15 @@ Exit statuses:
 2      bad input or a refused action: a config, argument, checkpoint or dataset problem, or an output
        that exists (``--resume`` / ``--overwrite``); one line ``error: ...`` naming the file or field
 3      the output cannot be written (disk full, permissions); one line naming the file
-130    interrupted with Ctrl-C outside training
-143    training stopped by SIGTERM/SIGINT after saving ``last.pt`` (``--resume`` continues)
+4      training diverged: a loss term (or the weights) became non-finite; one line naming the epoch, step,
+       term and LR; ``last.pt``/``best.pt`` keep their last finite state
+130    interrupted by SIGINT (Ctrl-C); in training after saving ``last.pt`` at the step boundary
+143    training stopped by SIGTERM after saving ``last.pt`` (``--resume`` continues)
 =====  ==========================================================================================
+
+Also: ``videotaf data check`` exits 1 when it finds a bad file (its report lists them); a process killed by a
+signal it does not handle (SIGKILL, or SIGTERM outside training) ends with the shell's ``128 + signal``.
+A second writer into an output directory held by a live process gets status 2 (``OutputLockedError``).
 
 ``--debug`` (or ``VIDEOTAF_DEBUG=1``) prints the traceback of an expected failure too.
 
@@ -32,7 +38,7 @@ import warnings
 from typing import NoReturn, TextIO
 
 from videotaf.data.errors import DataError
-from videotaf.errors import VideotafError
+from videotaf.errors import TrainingDivergedError, VideotafError
 from videotaf.io import DiskFullError
 
 _COMMAND_MODULES = (
@@ -44,6 +50,7 @@ _COMMAND_MODULES = (
 
 EXIT_BAD_INPUT = 2
 EXIT_CANNOT_WRITE = 3
+EXIT_DIVERGED = 4
 
 # What a user can fix: printed as one line. ValueError is the library's "this input is out of range".
 _BAD_INPUT: tuple[type[BaseException], ...] = (VideotafError, DataError, ValueError, FileNotFoundError)
@@ -113,6 +120,11 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except TrainingDivergedError as exc:  # before _BAD_INPUT: a VideotafError with its own status
+        if debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_DIVERGED
     except _BAD_INPUT as exc:
         if debug:
             raise

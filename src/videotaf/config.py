@@ -18,6 +18,7 @@ relative to the file); the mappings are merged key by key, the child winning.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ class OptimConfig:
 
     ``milestones`` are epochs (``schedule: step``) at which the LR is multiplied by ``gamma``;
     ``warmup_epochs`` ramps the LR linearly from 0 per iteration; ``clip_grad_norm: null`` disables clipping.
-    ``batch_size`` is the global batch (split evenly over DDP processes).
+    ``batch_size`` is the global batch (split evenly over DDP processes). A step whose loss term is not finite
+    stops the run (``videotaf.engine.train``); ``max_nonfinite_steps: N`` instead skips up to N such steps over
+    the run (no update, as AMP's scaler skips an overflow), counted in ``metrics.jsonl``'s ``nonfinite_steps``.
     """
 
     lr: float = 0.01
@@ -80,6 +83,7 @@ class OptimConfig:
     fc_lr_mult_weight: float = 5.0
     fc_lr_mult_bias: float = 10.0
     batch_size: int = 64
+    max_nonfinite_steps: int = 0
 
 
 @dataclass
@@ -281,9 +285,11 @@ def _build_dataclass(cls: type, values: dict[str, Any], where: str, source: str)
         try:
             kwargs[key] = _coerce(value, tp, dotted, source)
         except _Mismatch:
-            raise ConfigError(
-                f"{source}: field {dotted!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})"
-            ) from None
+            got = type(value).__name__
+            if isinstance(value, float) and "float" not in _type_name(tp):
+                # 1e3 and 2.5 read as floats: an int field refuses them rather than truncating.
+                got += "; an int is written without a dot or an exponent, e.g. 1000"
+            raise ConfigError(f"{source}: field {dotted!r} expects {_type_name(tp)}, got {value!r} ({got})") from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -291,6 +297,39 @@ def _build_dataclass(cls: type, values: dict[str, Any], where: str, source: str)
 
 
 # --------------------------------------------------------------------------------------------------- loading
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# YAML 1.2's float (as OmegaConf resolves it): the exponent needs no dot before it nor a sign (1e-3, 5E-4, 1e3),
+# a leading dot is allowed (.5); underscores as PyYAML's YAML 1.1 float allows them (1_000.0). Never a bare int.
+_YAML12_FLOAT = re.compile(
+    r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's float pattern in place of YAML 1.1's.
+
+    YAML 1.1 (PyYAML) reads ``1e-3`` as the string "1e-3" (its float needs a dot and a signed exponent), which
+    is how every PyTorch user writes a learning rate; YAML 1.2 and OmegaConf read it as 0.001.
+    """
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _FLOAT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(_FLOAT_TAG, _YAML12_FLOAT, list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` as YAML with YAML 1.2 floats (``1e-3``, ``5E-4``, ``.5``, ``1_000.0``); config files and ``--set``
+    values are read with it. Raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +349,7 @@ def _read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: _base_ cycle through {', '.join(str(p) for p in _seen)}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if raw is None:
@@ -334,7 +373,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {item!r}: empty key component")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
     return key.split("."), value
@@ -413,6 +452,10 @@ def validate_config(cfg: Config, source: str = "<config>") -> None:
         raise bad("optim.milestones", "increasing epochs", o.milestones)
     if o.warmup_epochs < 0:
         raise bad("optim.warmup_epochs", "a float >= 0", o.warmup_epochs)
+    if o.max_nonfinite_steps < 0:
+        raise bad(
+            "optim.max_nonfinite_steps", "an int >= 0 (0: stop at the first non-finite loss)", o.max_nonfinite_steps
+        )
     if o.clip_grad_norm is not None and o.clip_grad_norm <= 0:
         raise bad("optim.clip_grad_norm", "a float > 0 or null", o.clip_grad_norm)
     if not 0.0 <= a.alpha <= 1.0:

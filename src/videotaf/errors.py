@@ -18,3 +18,13 @@ class RunExistsError(VideotafError):
 
 class OutputExistsError(VideotafError):
     """An output file or directory exists and overwriting it was not asked for."""
+
+
+class OutputLockedError(VideotafError):
+    """Another live process is writing into the output directory (its PID and command are named)."""
+
+
+class TrainingDivergedError(VideotafError):
+    """A loss term or the weights became non-finite; the run stopped with its last finite checkpoint kept.
+
+    The command line exits with its own status (4, :mod:`videotaf.cli`), not the bad-input status 2."""

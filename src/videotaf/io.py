@@ -6,23 +6,31 @@ analysis write their outputs the same way.
 A write goes to a temporary file beside the destination (``.NAME.XXXX.tmp``), is flushed and fsync'ed, then
 ``os.replace``-d over the destination, and the directory is fsync'ed. A process killed mid-write leaves its
 temporary file behind; :func:`remove_stale_temporaries` clears those.
+
+One writer per output directory: :func:`output_lock` holds an OS lock on ``DIR/.videotaf.lock`` for as long as a
+command writes into ``DIR``; a second writer is refused, naming the holder's PID and command.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
+import shlex
+import sys
 import tempfile
+import time
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
-from videotaf.errors import OutputExistsError, VideotafError
+from videotaf.errors import OutputExistsError, OutputLockedError, VideotafError
 
 
 class DiskFullError(OSError):
@@ -156,3 +164,101 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through :func:`atomic_write`."""
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+LOCK_NAME = ".videotaf.lock"
+
+
+def _holder_text(fd: int) -> str:
+    """``pid N: COMMAND`` from the holder's lock file (what :func:`output_lock` writes), or a plain fallback."""
+    try:
+        raw = os.pread(fd, 4096, 0)
+        holder = json.loads(raw.decode())
+        return f"pid {holder['pid']}: {holder['command']}"
+    except (OSError, ValueError, KeyError, TypeError):  # the holder is between locking and writing its name
+        return "a process that has not named itself yet"
+
+
+def _missing_dirs(directory: Path) -> list[Path]:
+    """``directory`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _lock_fd(path: Path, what: str, directory: Path) -> int:
+    """An open descriptor of ``path`` holding its flock; the file is the one at ``path`` now (not one unlinked by
+    a holder that released it meanwhile: then open again)."""
+    import fcntl  # POSIX only; output_lock checks
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_text(fd)
+            os.close(fd)
+            raise OutputLockedError(
+                f"{what} {directory} is being written by another process ({holder}); wait for it to finish or "
+                "choose another directory"
+            ) from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextmanager
+def output_lock(directory: str | Path, *, what: str = "--out") -> Iterator[Path]:
+    """Hold the writer's lock of ``directory`` (created if needed) until the ``with`` block ends.
+
+    ``fcntl.flock`` on ``DIR/.videotaf.lock``, taken without waiting; the file holds the holder's PID and
+    command (``sys.orig_argv``) while it is held and is removed on release, with the directories the lock
+    created if they are still empty (a command that fails leaves nothing behind). Why flock: the kernel releases
+    it when its process ends in any way (SIGKILL, OOM kill), so a lock left by a killed process is taken over at
+    once and never honoured forever, where a PID file needs a liveness guess (PIDs are reused; another host's
+    cannot be checked). A killed holder leaves its lock file: the next writer takes it over. The lock file is
+    removed while locked and a new writer checks that it locked the file still in place, so removing it is safe.
+    ``filelock``'s Unix lock is the same call; it is not a dependency here. Where ``fcntl`` does not exist
+    (Windows) no lock is taken.
+
+    Raises:
+        OutputLockedError: a live process holds the lock; the one-line message names its PID and command.
+    """
+    directory = Path(directory)
+    try:
+        import fcntl  # noqa: F401 (POSIX only: probed here)
+    except ImportError:  # pragma: no cover - Windows
+        yield directory
+        return
+    created = _missing_dirs(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    try:
+        fd = _lock_fd(path, what, directory)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    try:
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        holder = {"pid": os.getpid(), "command": shlex.join(getattr(sys, "orig_argv", sys.argv)), "since": started}
+        os.ftruncate(fd, 0)  # a killed holder's name may still be there
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        yield directory
+    finally:
+        path.unlink(missing_ok=True)  # still locked: a writer that opened it now finds it gone and opens anew
+        os.close(fd)  # closing the only descriptor releases the flock
+        _remove_empty(created)
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove the directories of ``dirs`` (deepest first) that are empty; stop at the first that is not."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            return

@@ -100,20 +100,27 @@ DUAL_NORMS: tuple[DualNorm, ...] = get_args(DualNorm)
 class StepOutput:
     """What one training step produced; every tensor is detached.
 
-    ``adv_rows`` are the attacked rows of the batch (``None``: every row; see ``fraction`` in the module
-    docstring); ``logits_adv`` has one row per attacked clip, in the order of ``adv_rows``, and ``loss_adv`` is
-    their mean CE. ``adv_clips`` always has the batch's B rows: the rows that were not attacked hold the clean
-    clips unchanged.
+    ``losses`` maps each loss term's name to its scalar: ``"total"`` (the step's loss, Eq. 7), ``"clean"`` (the
+    model's loss on the clean clips), and when the step has them ``"adv"`` (the model's loss on the attacked
+    clips, their mean) and ``"aux"`` (the unweighted auxiliary-head CE of the clean forward). The training loop
+    sums, checks, logs and checkpoints them by these names, so a new term is one new key here.
+    ``counts`` holds ``"clips"`` (B) and ``"attacked"`` (k, the rows that took the adversarial path; 0 without
+    an attack). ``adv_rows`` are the attacked rows of the batch (``None``: every row; see ``fraction`` in the
+    module docstring); ``logits_adv`` has one row per attacked clip, in the order of ``adv_rows``.
+    ``adv_clips`` always has the batch's B rows: the rows that were not attacked hold the clean clips unchanged.
     """
 
-    loss: torch.Tensor
-    loss_clean: torch.Tensor
-    loss_adv: torch.Tensor | None
-    loss_aux: torch.Tensor | None
+    losses: dict[str, torch.Tensor]
+    counts: dict[str, int]
     logits_clean: torch.Tensor
     logits_adv: torch.Tensor | None
     adv_clips: torch.Tensor | None
     adv_rows: torch.Tensor | None = None
+
+
+def _named(**terms: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The detached loss terms that exist, by name (a term that is None is absent)."""
+    return {name: t.detach() for name, t in terms.items() if t is not None}
 
 
 def model_loss(
@@ -217,7 +224,8 @@ class Objective:
             logits, aux_logits = split_output(model(clips))
             loss, aux = model_loss(model, logits, aux_logits, labels)
             run_backward(loss)
-            return StepOutput(loss.detach(), loss.detach(), None, _d(aux), logits.detach(), None, None)
+            counts = {"clips": int(labels.shape[0]), "attacked": 0}
+            return StepOutput(_named(total=loss, clean=loss, aux=aux), counts, logits.detach(), None, None)
 
         x0 = clips.detach()
         rows = self.attacked_rows(x0.shape[0], x0.device) if self.fraction < 1.0 else None
@@ -254,16 +262,9 @@ class Objective:
         adv_clips = adv.detach()
         if rows is not None:
             adv_clips = x0.clone().index_copy_(0, rows, adv_clips)
-        return StepOutput(
-            loss.detach(),
-            loss_clean.detach(),
-            loss_adv.detach(),
-            _d(aux),
-            logits.detach(),
-            logits_adv.detach(),
-            adv_clips,
-            rows,
-        )
+        counts = {"clips": int(labels.shape[0]), "attacked": int(adv_labels.shape[0])}
+        losses = _named(total=loss, clean=loss_clean, adv=loss_adv, aux=aux)
+        return StepOutput(losses, counts, logits.detach(), logits_adv.detach(), adv_clips, rows)
 
 
 def _no_sync(model: nn.Module) -> AbstractContextManager[object]:
@@ -308,10 +309,6 @@ def _ddp_unreached(model: nn.Module, loss: torch.Tensor) -> torch.Tensor | None:
 
 def _plain_backward(loss: torch.Tensor) -> None:
     loss.backward()  # type: ignore[no-untyped-call]
-
-
-def _d(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach()
 
 
 def build_objective(

@@ -39,7 +39,7 @@ from videotaf.analysis.robustness import evaluate_robustness, resolve_corruption
 from videotaf.analysis.stats import format_markdown
 from videotaf.attack import TargetRule
 from videotaf.cam import cam_layer_of, cam_method_names
-from videotaf.cliargs import pixel_fraction
+from videotaf.cliargs import holding_out, pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
 from videotaf.engine.finetune import FINETUNE_DECAY_AFTER, FINETUNE_EPOCHS, LR_FROM, AttackSettings
@@ -429,7 +429,7 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
         help="replace runs made with other settings and another comparison's outputs (rerunning with only another "
         "--seeds needs no --overwrite: finished runs are reused)",
     )
-    p.set_defaults(func=_cmd_compare)
+    p.set_defaults(func=holding_out(_cmd_compare))
 
 
 def _register_robustness(subparsers: argparse._SubParsersAction) -> None:
@@ -461,7 +461,7 @@ def _register_robustness(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_data_args(p)
-    p.set_defaults(func=_cmd_robustness)
+    p.set_defaults(func=holding_out(_cmd_robustness))
 
 
 def _register_analyze(subparsers: argparse._SubParsersAction) -> None:
@@ -537,4 +537,4 @@ def _register_report(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--title", default="videotaf report")
     _add_data_args(p)
-    p.set_defaults(func=_cmd_report)
+    p.set_defaults(func=holding_out(_cmd_report))

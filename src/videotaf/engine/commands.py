@@ -51,8 +51,6 @@ from videotaf.engine.train import TrainingInterrupted, fit
 from videotaf.io import check_output
 from videotaf.objective import METHODS
 
-EXIT_INTERRUPTED = 143  # SIGTERM/SIGINT during training: last.pt saved, --resume continues
-
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -186,7 +184,7 @@ def _run_fit(cfg: Config, args: argparse.Namespace, start_note: str | None = Non
         fit(cfg, resume=args.resume, overwrite=args.overwrite, subset_classes=subset, on_start=on_start)
     except TrainingInterrupted as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + exc.signum  # the shell's convention: 130 for SIGINT (Ctrl-C), 143 for SIGTERM
     return 0
 
 

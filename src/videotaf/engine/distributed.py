@@ -92,6 +92,14 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is true on any process (``flag`` itself without a process group): every rank gets the
+    same answer, so all of them take the same branch (stop, skip a step, refuse)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    return bool(all_reduce_sum(torch.tensor([float(flag)], device=device)).item() > 0)
+
+
 @torch.no_grad()
 def sync_bn_buffers(model: nn.Module) -> None:
     """Average the running mean/variance of every BatchNorm (aux included, ``videotaf.bn.bn_buffers``)."""

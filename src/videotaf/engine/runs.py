@@ -21,7 +21,8 @@ from videotaf.errors import RunExistsError
 RunStatus = Literal["empty", "interrupted", "finished"]
 NextStep = Literal["train", "resume", "reuse"]
 
-# Files and folders a run writes; anything else in the directory is the user's and is never touched.
+# Files and folders a run writes; anything else in the directory is the user's and is never touched. The writer's
+# lock file (videotaf.io.LOCK_NAME) is not one of them: it exists while a writer holds the directory.
 RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.json", "checkpoints", "tb")  # tb: MetricsLogger's TensorBoard
 
 
