@@ -29,6 +29,10 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert r["gap"] == pytest.approx(r["train_top1"] - r["top1"])
         assert r["top5"] >= r["top1"]
     assert results["long_term_classes"]
+    # The regime line names the view, the input and the map size TA reads (layer2 at 32 px: stride 8 -> 4x4).
+    regime = results["regime"]
+    assert "ImageNet (stride-32) stem, multi-scale crop at 32 px; TA reads backbone.layer2 (4x4 maps)" in regime
+    assert f"[demo] {regime}" in printed
     assert (out / "data" / "long_term_classes.txt").read_text().split("\n")[0] in results["long_term_classes"]
 
     # the three runs are ordinary engine runs; both fine-tunes ran the same epochs from the baseline

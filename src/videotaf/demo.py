@@ -37,7 +37,7 @@ from videotaf.data import build_dataset
 from videotaf.data.synth import synthesize
 from videotaf.engine.builders import load_model
 from videotaf.engine.evaluate import read_class_subset, split_metrics
-from videotaf.engine.finetune import finetune_config, finetune_lr
+from videotaf.engine.finetune import cam_map_size, finetune_config, finetune_lr
 from videotaf.engine.train import fit_or_reuse
 
 
@@ -200,6 +200,25 @@ def taf_vs_plain(taf_run: Path, plain_run: Path, long_term: list[str] | None = N
     return {"compare": result, "line": line}
 
 
+VIEWS = {"multiscale": "multi-scale crop", "center": "centre crop", "none": "whole frame"}
+#: What the network regime study found (BENCHMARKS.md "Where does TAF pay?"), printed with the demo's regime.
+STUDY_NOTE = (
+    "our network study found no CPU-scale regime where TAF beats plain fine-tuning detectably in a few minutes "
+    "(README 'When does TAF help?'), so this demo shows the method running, not a gain"
+)
+
+
+def regime_line(cfg: Config) -> str:
+    """The regime the demo runs in: network, stem, training view, input size and the map size TA reads (Eq. 2)."""
+    name, h, w = cam_map_size(cfg)
+    opts = cfg.model.options
+    stem = "stride-16 small" if opts.get("stem") == "small" else "ImageNet (stride-32)"
+    return (
+        f"regime: {cfg.model.name} depth {opts.get('depth')} width {opts.get('width')}, {stem} stem, "
+        f"{VIEWS[cfg.data.train_crop]} at {cfg.data.crop_size} px; TA reads {name} ({h}x{w} maps); {STUDY_NOTE}"
+    )
+
+
 def _cam_figures(out: Path, runs: dict[str, Path], cfg: Config, count: int = 2) -> list[str]:
     models = {name: load_model(path / "checkpoints" / "last.pt")[0] for name, path in runs.items()}
     ds = build_dataset(cfg.data, cfg.data.val_split, False)
@@ -295,9 +314,12 @@ def run_demo(
     print(f"[demo] long-term classes: {len(subset)} of {len(class_names)}; accuracies in %, gap = train - val top-1")
     versus = taf_vs_plain(runs["taf"], runs["plain"], subset)
     print(f"[demo] {versus['line']}", flush=True)
+    regime = regime_line(cfgs["taf"])
+    print(f"[demo] {regime}", flush=True)
     results = {
         "models": rows,
         "taf_vs_plain": versus,
+        "regime": regime,
         "long_term_classes": subset,
         "figures": figures,
         "timings": timings,
