@@ -127,6 +127,24 @@ def test_crf_corruption_is_the_encoders_output(name: str, encoder: str, crf: int
     torch.testing.assert_close(out * 255, (out * 255).round(), rtol=0, atol=1e-4)
 
 
+def test_colour_conversion_is_bt601_limited_range_and_lossless_encoding_keeps_it() -> None:
+    # White -> Y 235, black -> Y 16, both with neutral chroma 128 (BT.601 "TV" levels); pure red -> Cr 240.
+    rgb = np.zeros((2, 4, 3), dtype=np.uint8)
+    rgb[:, :2] = 255
+    rgb[:, 2:, 0] = 255
+    frame = codec.rgb_to_yuv420_frame(rgb)
+    y, u, v = (np.frombuffer(bytes(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes)
+    assert y.tolist() == [[235, 235, 81, 81]] * 2
+    assert u.tolist() == [[128, 90]] and v.tolist() == [[128, 240]]
+    back = codec.yuv420_frame_to_rgb(frame)
+    assert back is not None and np.abs(back.astype(int) - rgb).max() <= 2
+    # CRF 0 is lossless in libx264: the decoded clip is exactly the conversion round trip.
+    frames = codec.clip_to_frames(smooth_clip(3, 16, 16))
+    decoded = codec.decode_stream(codec.encode_frames(frames, "libx264", 0), "libx264", 3, 16, 16)
+    expected = np.stack([codec.yuv420_frame_to_rgb(codec.rgb_to_yuv420_frame(f)) for f in frames])
+    assert decoded is not None and np.array_equal(decoded, expected)
+
+
 def test_flip_bytes_and_drop_packets_hand_checked() -> None:
     data = bytes(range(256)) * 40  # 10240 bytes
     rng = np.random.default_rng(0)
