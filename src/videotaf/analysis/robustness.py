@@ -188,7 +188,7 @@ def _model_result(tally: _Outcomes, model: str, names: Sequence[str], sev: Seque
     per_c: dict[str, Any] = {}
     for c in names:
         per_s = {
-            str(s): {m: 100.0 * float(tally.get(model, _cell_name(c, s), m).float().mean()) for m in METRICS}
+            str(s): {m: 100.0 * float(tally.get(model, _cell_name(c, s), m).double().mean()) for m in METRICS}
             for s in sev
         }
         per_c[c] = {"severities": per_s, "mean": {m: _mean(v[m] for v in per_s.values()) for m in METRICS}}
