@@ -239,8 +239,9 @@ def test_shot_noise_is_poisson_per_severity(severity: int) -> None:
 # Stream corruptions have their own seeding tests (tests/test_minic.py): on clips this small a bit-error rate
 # of 1e-4 per byte damages no byte for most seeds.
 RANDOM = [n for n, e in CORRUPTIONS.items() if e.pattern != "deterministic" and not e.stream]
-# libx265 is not bit-for-bit repeatable (see videotaf.analysis.codec); tests/test_minic.py bounds its spread.
-DETERMINISTIC = [n for n, e in CORRUPTIONS.items() if e.pattern == "deterministic" and n != "h265_crf"]
+# The encoders behind the stream corruptions are not bit-for-bit repeatable on noise like this clip (see
+# videotaf.analysis.codec); tests/test_minic.py checks them on smooth content.
+DETERMINISTIC = [n for n, e in CORRUPTIONS.items() if e.pattern == "deterministic" and not e.stream]
 
 
 @pytest.mark.parametrize("name", RANDOM)

@@ -8,12 +8,13 @@ motion vectors and deblocking over lost macroblocks). Nothing here knows about s
 
 Determinism: the encoders and the decoders run on one thread (FFmpeg's frame-threaded decoding of a damaged
 stream need not be deterministic), the colour conversions are done here with every buffer byte written (see
-:func:`rgb_to_yuv420_frame`), and every random choice comes from the numpy ``Generator`` the caller passes.
-libx264 then gives the same stream for the same clip, parameters and seed (checked: 3 processes in parallel x
-120 encodes, one stream). libx265 does not, whatever its thread and lookahead settings (measured on PyAV 18.1:
-up to 13 distinct streams in 15 encodes of one 64x64 noise clip, all of nearly the same quality); every model
-of one evaluation sees the same decoded clip, and the on-disk cache (:mod:`videotaf.analysis.clipcache`) makes
-a rerun read back exactly the same clips.
+:func:`rgb_to_yuv420_frame`), and every random choice comes from the numpy ``Generator`` the caller passes, so
+the damage is a function of the seed. The encoders themselves are not bit-for-bit repeatable through PyAV on
+this machine: for noise-like content libx264 gave 4 distinct streams in 200 encodes of one 32x32 random clip
+(PSNR 22 dB between two of their decodes at CRF 37), libx265 up to 13 in 15 encodes of a 64x64 one; for smooth
+content (the tests' moving square) libx264 gave one stream in 100 encodes. Every model of one evaluation sees
+the same decoded clip, and the on-disk cache (:mod:`videotaf.analysis.clipcache`) makes a rerun read back
+exactly the same clips; without it, stream-corruption accuracies can move slightly between runs.
 
 Frame fill: a damaged stream can decode to fewer frames than were encoded (a lost frame boundary merges two
 frames, a lost parameter set loses everything up to the next one). The missing frames at the end show the last
