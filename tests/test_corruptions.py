@@ -236,8 +236,12 @@ def test_shot_noise_is_poisson_per_severity(severity: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------- seeding, patterns
-RANDOM = [n for n, e in CORRUPTIONS.items() if e.pattern != "deterministic"]
-DETERMINISTIC = [n for n, e in CORRUPTIONS.items() if e.pattern == "deterministic"]
+# Stream corruptions have their own seeding tests (tests/test_minic.py): on clips this small a bit-error rate
+# of 1e-4 per byte damages no byte for most seeds.
+RANDOM = [n for n, e in CORRUPTIONS.items() if e.pattern != "deterministic" and not e.stream]
+# The encoders behind the stream corruptions are not bit-for-bit repeatable on noise like this clip (see
+# videotaf.analysis.codec); tests/test_minic.py checks them on smooth content.
+DETERMINISTIC = [n for n, e in CORRUPTIONS.items() if e.pattern == "deterministic" and not e.stream]
 
 
 @pytest.mark.parametrize("name", RANDOM)

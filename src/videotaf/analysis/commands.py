@@ -23,19 +23,23 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from videotaf.analysis.attention import analyze_attention
+from videotaf.analysis.clipcache import ClipCache, estimate_bytes
 from videotaf.analysis.compare import CompareSettings, parse_method, prepare_out_dir, run_compare
-from videotaf.analysis.corruptions import SEVERITIES
+from videotaf.analysis.corruptions import CORRUPTIONS, SEVERITIES
 from videotaf.analysis.figures import cam_figure, cam_rows
 from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
 from videotaf.analysis.report import build_report
-from videotaf.analysis.robustness import evaluate_robustness, resolve_corruptions, write_robustness
+from videotaf.analysis.robust_compare import robustness_compare_markdown
+from videotaf.analysis.robustness import SUITES, evaluate_robustness, resolve_corruptions, write_robustness
 from videotaf.analysis.stats import format_markdown
 from videotaf.attack import TargetRule
 from videotaf.cam import cam_layer_of, cam_method_names
@@ -167,25 +171,54 @@ def _limit(loader: Any, max_clips: int | None) -> Any:
 
 
 # ----------------------------------------------------------------------------------------- robustness
+def _cache_note(corruptions: list[str], severities: list[int], cfg: Any, num_clips: int, cache: Path | None) -> str:
+    """One line on the stream corruptions' cost: the clips they encode, and the cache's size estimate."""
+    streams = [c for c in corruptions if CORRUPTIONS[c].stream]
+    crop = int(cfg.data.crop_size)
+    shape = (int(cfg.data.num_frames), 3, crop, crop)
+    entries = len(streams) * len(severities)
+    where = f"cache {cache}: up to {estimate_bytes(num_clips, shape, entries) / 2**20:.1f} MiB" if cache else "no cache"
+    return f"{len(streams)} stream corruptions x {len(severities)} severities: {num_clips * entries} encodes ({where})"
+
+
 def _cmd_robustness(args: argparse.Namespace) -> int:
     check_output(args.out / "robustness.json", overwrite=args.overwrite)
-    corruptions = resolve_corruptions(args.corruptions)
+    corruptions = resolve_corruptions([args.suite] if args.suite else args.corruptions)
     device = _device(args.device)
     models, cfgs = _load_models(args.checkpoint, args.name, device)
-    loader, _ = _loader(args, _config(args, cfgs[0]))
-    result = evaluate_robustness(
-        models,
-        _limit(loader, args.max_clips),
-        corruptions,
-        args.severities,
-        seed=args.seed,
-        device=device,
-        spatial_scale=args.spatial_scale,
-        progress=(lambda i: print(f"batch {i + 1}", file=sys.stderr, flush=True)) if args.verbose else None,
-    )
+    cfg = _config(args, cfgs[0])
+    loader, _ = _loader(args, cfg)
+    num_clips = min(len(loader.dataset), args.max_clips or len(loader.dataset))
+    if any(CORRUPTIONS[c].stream for c in corruptions):
+        print(_cache_note(corruptions, list(args.severities), cfg, num_clips, args.cache_dir), file=sys.stderr)
+    cache = ClipCache(args.cache_dir) if args.cache_dir else None
+    bar = tqdm(total=num_clips, unit="clip", desc="robustness", disable=None, file=sys.stderr)
+    start = time.perf_counter()
+
+    def progress(i: int) -> None:
+        bar.update(min(args.batch_size, num_clips - bar.n))
+        if args.verbose:
+            print(f"batch {i + 1}", file=sys.stderr, flush=True)
+
+    with bar:
+        result = evaluate_robustness(
+            models,
+            _limit(loader, args.max_clips),
+            corruptions,
+            args.severities,
+            seed=args.seed,
+            device=device,
+            spatial_scale=args.spatial_scale,
+            progress=progress,
+            cache=cache,
+        )
+    wall = time.perf_counter() - start
+    result.update(suite=args.suite, wall_s=round(wall, 1), wall_s_per_100_clips=round(100 * wall / num_clips, 1))
     result["checkpoints"] = {name: str(p) for name, p in zip(models, args.checkpoint)}
     js, md = write_robustness(result, args.out)
     print(md.read_text())
+    hits = f"; cache {cache.hits} hits, {cache.misses} misses" if cache else ""
+    print(f"{num_clips} clips in {wall:.0f} s ({100 * wall / num_clips:.0f} s per 100 clips){hits}")
     print(f"wrote {js} and {md}")
     return 0
 
@@ -371,10 +404,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         attack=AttackSettings(args.alpha, args.eps, args.step_size, args.steps, args.num_nonkey),
         subset_classes=args.subset_classes,
         n_boot=args.n_boot,
+        robustness_suite=args.robustness_suite,
+        robustness_cache=args.cache_dir,
     )
     prepare_out_dir(settings, overwrite=args.overwrite)
     result = run_compare(settings, overwrite=args.overwrite, devices=args.devices)
-    print(format_markdown(result))
+    print(format_markdown(result) + robustness_compare_markdown(result.get("robustness")))
     print(f"wrote {args.out / 'compare.json'}, compare.md and compare.png")
     return 0
 
@@ -422,6 +457,13 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subset-classes", type=Path, default=None, metavar="FILE", help="classes scored separately")
     p.add_argument("--devices", nargs="+", default=None, help="run fine-tunes in parallel, one process per device")
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    p.add_argument(
+        "--robustness-suite",
+        choices=list(SUITES),
+        default=None,
+        help="also evaluate every fine-tune on this corruption suite and compare mPC (e.g. mini-c)",
+    )
+    p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR", help="clip cache of --robustness-suite")
     p.add_argument("--out", type=Path, required=True, help="output directory (runs/, compare.json, .md, .png)")
     p.add_argument(
         "--overwrite",
@@ -443,10 +485,25 @@ def _register_robustness(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, action="append", required=True, help="repeat to compare models")
     p.add_argument("--name", action="append", default=None, help="display name per checkpoint (repeatable)")
     p.add_argument(
+        "--suite",
+        choices=list(SUITES),
+        default=None,
+        help="a named set instead of --corruptions: paper (Table 3), imagenet-c, temporal, mini-c (Mini "
+        "Kinetics-C / Mini SSv2-C of Yi et al. 2021, codec and transmission faults included)",
+    )
+    p.add_argument(
         "--corruptions",
         nargs="+",
         default=["paper"],
-        help="names or aliases: paper (Table 3, default), imagenet-c, temporal, all",
+        help="names or aliases: paper (Table 3, default), imagenet-c, temporal, mini-c, all",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the clips of the stream corruptions (H.264/H.265, bit errors, packet loss) in DIR, keyed by "
+        "clip, corruption, severity and seed, for the next model or run (default: no cache)",
     )
     p.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES), choices=list(SEVERITIES))
     p.add_argument(

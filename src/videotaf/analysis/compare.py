@@ -39,6 +39,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from videotaf.analysis.clipcache import ClipCache
+from videotaf.analysis.robust_compare import compare_robustness, robustness_compare_markdown
 from videotaf.analysis.stats import compare_methods, format_markdown
 from videotaf.config import Config, ConfigError, save_config, with_overrides
 from videotaf.engine.builders import validation_class_names
@@ -108,6 +110,8 @@ class CompareSettings:
     attack: AttackSettings = dataclasses.field(default_factory=AttackSettings)
     subset_classes: Path | None = None
     n_boot: int = 10000
+    robustness_suite: str | None = None  # also score mPC on this corruption suite (analysis/robust_compare.py)
+    robustness_cache: Path | None = None
 
 
 def plan_record(settings: CompareSettings) -> dict[str, Any]:
@@ -352,7 +356,8 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "compare.json", "md": out_dir / "compare.md", "png": out_dir / "compare.png"}
     atomic_write_bytes(paths["json"], (json.dumps(result, indent=2) + "\n").encode())
-    atomic_write_bytes(paths["md"], (format_markdown(result) + "\n").encode())
+    md = format_markdown(result) + "\n" + robustness_compare_markdown(result.get("robustness"))
+    atomic_write_bytes(paths["md"], md.encode())
     compare_figure(result, paths["png"])
     return paths
 
@@ -382,5 +387,13 @@ def run_compare(
     result["checkpoint"] = str(settings.checkpoint)
     result["lr_from"] = settings.lr_from
     result["plan"] = plan_record(settings)
+    if settings.robustness_suite:
+        by_label = {
+            label: [r for r in plan if r.spec.label == label] for label in dict.fromkeys(r.spec.label for r in plan)
+        }
+        cache = ClipCache(settings.robustness_cache) if settings.robustness_cache else None
+        result["robustness"] = compare_robustness(
+            by_label, settings.robustness_suite, cache=cache, n_boot=settings.n_boot
+        )
     write_outputs(result, settings.out_dir if out_dir is None else out_dir)
     return result

@@ -74,6 +74,45 @@ Deviations from ImageNet-C, and why:
   the original ImageNet-C.
 - Not implemented: ``frost`` (needs ImageNet-C's frost photographs, which this package does not ship and may not
   download) and ``spatter`` (needs OpenCV's Canny and distance transform).
+
+Mini Kinetics-C / Mini SSv2-C (Yi et al., NeurIPS 2021 Datasets and Benchmarks, "Benchmarking the Robustness of
+Spatial-Temporal Models"): :data:`MINI_C_CORRUPTIONS`, the benchmark's 12 corruptions in its order. The severity
+scales were read from the public repository ``Newbeeyoung/Video-Corruption-Robustness``, files
+``create_mini_ssv2_c.py`` and ``create_mini_kinetics_c.py``; where the two differ the Mini SSv2-C value is used
+(Something-Something is the paper's data). Five are the ImageNet-C entries above with the same tables
+(``shot_noise``, ``brightness``, ``saturate``, ``fog`` with one fog layer per clip); the others:
+
+================== ========= ======= ============================================================================
+name               family    pattern severity parameters (1..5) / notes
+================== ========= ======= ============================================================================
+minic_motion_blur  blur      -       frame i = mean of frames i-c .. i+c-1 (edges repeated), c = 1 2 3 4 6
+                                     (Mini SSv2-C; Mini Kinetics-C uses 3 5 7 9 11)
+rain               weather   frame   drops = area // (770 770 770 500 400) (at least 1), length (10 30 60 60 80) px, grey
+                                     220 lines of slope -1/length, 3x3 box-blurred into the frame, then
+                                     contrast x (.8 .8 .7 .6 .5) around each channel's mean
+minic_contrast     digital   -       (x - mean) c + mean per channel, c = .5 .4 .3 .2 .1 (not ImageNet-C's)
+bit_error          transport clip    H.264 stream (CRF 18), each byte replaced by a random one with probability
+                                     1 / (100000 50000 30000 20000 10000) (the benchmark's ``noise`` filter)
+packet_loss        transport clip    H.264 stream (CRF 18) cut into 188-byte packets, each lost with probability
+                                     .01 .02 .04 .06 .10 (OUR scale: the public code has no packet loss)
+h265_crf           codec     -       libx265 at CRF 27 33 39 45 51
+h264_crf           codec     -       libx264 at CRF 23 30 37 44 51
+minic_frame_rate   temporal  -       the clip, read as 12 fps video, re-timed to 10 8 6 4 2 fps and sampled back
+                                     (each frame shows the nearest earlier low-rate frame)
+================== ========= ======= ============================================================================
+
+Deviations from the benchmark, and why:
+
+- The benchmark corrupts whole source videos and then samples the model's frames; here the sampled clip is
+  corrupted (the data pipeline stays one), so the temporal window of motion blur and the re-timing of frame rate
+  are in sampled frames, read as consecutive 12 fps frames, and the codecs see only the clip's T frames.
+- Codec and transport corruptions (:mod:`videotaf.analysis.codec`) encode the clip itself (the benchmark
+  re-encodes or damages the dataset's WebM files); bit errors and packet loss damage an H.264 stream at CRF 18
+  (near lossless), since our clean clips are decoded frames with no stream of their own.
+- Motion blur keeps T frames (the benchmark drops the first and last c); rain draws per frame from the given
+  generator (the benchmark's random slant is drawn but not used: its lines all have slope -1/length, as here).
+- A stream that FFmpeg cannot decode at all has no clip: :func:`corrupt_clip` returns ``None`` (the robustness
+  evaluation counts it as wrong); :func:`corrupt` returns black frames for it.
 """
 
 from __future__ import annotations
@@ -88,14 +127,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from videotaf.analysis import codec
+
 __all__ = [
     "CORRUPTIONS",
     "PAPER_CORRUPTIONS",
     "IMAGENET_C_CORRUPTIONS",
     "TEMPORAL_CORRUPTIONS",
+    "MINI_C_CORRUPTIONS",
     "SEVERITIES",
     "Corruption",
     "corrupt",
+    "corrupt_clip",
+    "minic_frame_index",
+    "rain_mask",
     "available",
     "rgb_to_hsv",
     "hsv_to_rgb",
@@ -140,6 +185,19 @@ ELASTIC_ALPHA = (250 * 0.05, 250 * 0.065, 250 * 0.085, 250 * 0.1, 250 * 0.12)
 SHUFFLE_FRACTION = (0.25, 0.375, 0.5, 0.75, 1.0)
 FREEZE_FRACTION = (0.125, 0.25, 0.375, 0.5, 0.625)
 FRAME_RATE_FACTOR = (2, 3, 4, 5, 6)
+# Mini SSv2-C (Yi et al. 2021; see the module docstring for the files these come from).
+MINIC_MOTION_FRAMES = (1, 2, 3, 4, 6)
+MINIC_CONTRAST = (0.5, 0.4, 0.3, 0.2, 0.1)
+MINIC_FPS = (10, 8, 6, 4, 2)
+MINIC_SOURCE_FPS = 12
+# (area per drop, drop length in px at 224 px, contrast factor)
+RAIN = ((770, 10, 0.8), (770, 30, 0.8), (770, 60, 0.7), (500, 60, 0.6), (400, 80, 0.5))
+RAIN_GREY = 220 / 255
+H264_CRF = (23, 30, 37, 44, 51)
+H265_CRF = (27, 33, 39, 45, 51)
+BIT_ERROR_RATE = (1 / 100000, 1 / 50000, 1 / 30000, 1 / 20000, 1 / 10000)
+PACKET_LOSS = (0.01, 0.02, 0.04, 0.06, 0.10)
+TRANSPORT_CRF = 18
 
 
 # ----------------------------------------------------------------------------------------- random draws
@@ -536,9 +594,18 @@ def _brightness(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -
     return hsv_to_rgb(torch.stack((h, sat, (v + BRIGHTNESS[s]).clamp(0, 1)), dim=-3))
 
 
-def _contrast(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -> torch.Tensor:
+def _scale_contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Scale each frame's channels around their spatial means by ``factor``."""
     means = x.mean(dim=(-2, -1), keepdim=True)
-    return (x - means) * CONTRAST[s] + means
+    return (x - means) * factor + means
+
+
+def _contrast(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -> torch.Tensor:
+    return _scale_contrast(x, CONTRAST[s])
+
+
+def _minic_contrast(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -> torch.Tensor:
+    return _scale_contrast(x, MINIC_CONTRAST[s])
 
 
 def _saturate(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -> torch.Tensor:
@@ -651,13 +718,110 @@ def _frame_rate(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -
     return _take_frames(x, index.to(x.device))
 
 
+def _minic_motion_blur(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -> torch.Tensor:
+    c = MINIC_MOTION_FRAMES[s]
+    t = x.shape[1]
+    # The benchmark's window [i - c, i + c) is asymmetric; repeating the edge frames keeps T frames.
+    out = torch.zeros_like(x)
+    for offset in range(-c, c):
+        index = (torch.arange(t) + offset).clamp(0, t - 1).to(x.device)
+        out = out + x.index_select(1, index)
+    return out / (2 * c)
+
+
+def minic_frame_index(num_frames: int, fps: int, source_fps: int = MINIC_SOURCE_FPS) -> torch.Tensor:
+    """Which frame each of ``num_frames`` frames at ``source_fps`` shows after re-timing to ``fps``: frame i
+    (time i / source_fps) shows low-rate frame ``k = floor(i fps / source_fps)``, which holds the source frame
+    nearest to time k / fps (FFmpeg's ``fps`` filter rounds to the nearest frame). ``(num_frames,)`` long."""
+    k = torch.arange(num_frames) * fps // source_fps
+    return (2 * k * source_fps + fps) // (2 * fps)
+
+
+def _minic_frame_rate(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -> torch.Tensor:
+    b, t = x.shape[:2]
+    return _take_frames(x, minic_frame_index(t, MINIC_FPS[s]).repeat(b, 1).to(x.device))
+
+
+def rain_mask(n_frames: int, h: int, w: int, n_drops: int, length: int, rng: _Rng) -> torch.Tensor:
+    """``(n_frames, 1, h, w)`` masks in {0, 1} of ``n_drops`` one-pixel rain streaks per frame: a streak starts at
+    a random ``(x, y)`` (y leaves room for the length where the frame allows) and runs ``length`` rows down,
+    one column to the left from its middle row on (the line from (x, y) to (x - 1, y + length))."""
+    xs = rng.randint(0, w, n_frames, n_drops, 1)
+    ys = rng.randint(0, max(1, h - length), n_frames, n_drops, 1)
+    k = torch.arange(length + 1, device=xs.device)
+    rows = ys + k
+    cols = xs - (2 * k >= length).long()
+    inside = (rows < h) & (cols >= 0)
+    frame = torch.arange(n_frames, device=xs.device).view(-1, 1, 1).expand_as(rows)
+    mask = torch.zeros(n_frames, h * w, device=xs.device)
+    flat = (rows * w + cols)[inside]
+    mask[frame[inside], flat] = 1.0
+    return mask.view(n_frames, 1, h, w)
+
+
+def _rain(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -> torch.Tensor:
+    area_per_drop, length, darken = RAIN[s]
+    frames = _frames(x)
+    n, _, h, w = frames.shape
+    length = max(1, int(round(length * scale)))
+    # At least one drop, so that small frames still get rain (the benchmark's frames are 224 px: 65-125 drops).
+    mask = rain_mask(n, h, w, max(1, (h * w) // area_per_drop), length, rng).to(x.dtype) * RAIN_GREY
+    mean = frames.mean(dim=(1, 2, 3), keepdim=True)
+    wet = frames + mask * (1 - frames) * (1 - mean)
+    blurred = _conv2d_same(wet, torch.full((3, 3), 1 / 9, dtype=x.dtype, device=x.device), "reflect101")
+    out = blurred * mask + frames * (1 - mask)
+    return _scale_contrast(out.clamp(0, 1), darken).view_as(x)
+
+
+# name -> (encoder, CRF per severity, damage per severity or None)
+_STREAMS: dict[str, tuple[str, Sequence[int], str | None]] = {
+    "h264_crf": ("libx264", H264_CRF, None),
+    "h265_crf": ("libx265", H265_CRF, None),
+    "bit_error": ("libx264", (TRANSPORT_CRF,) * 5, "bit_error"),
+    "packet_loss": ("libx264", (TRANSPORT_CRF,) * 5, "packet_loss"),
+}
+
+
+def _stream_clip(clip: torch.Tensor, name: str, s: int, seed: int) -> torch.Tensor | None:
+    """Encode one clip ``(T, 3, H, W)``, damage its stream as ``name`` says at severity index ``s``, decode it
+    (:mod:`videotaf.analysis.codec`); ``None`` when nothing decodes."""
+    encoder, crfs, damage = _STREAMS[name]
+    t, _, h, w = clip.shape
+    frames = codec.clip_to_frames(clip)
+    data = codec.encode_frames(frames, encoder, crfs[s])
+    gen = np.random.default_rng(seed)
+    if damage == "bit_error":
+        data = codec.flip_bytes(data, BIT_ERROR_RATE[s], gen)
+    elif damage == "packet_loss":
+        data = codec.drop_packets(data, PACKET_LOSS[s], gen)
+    decoded = codec.decode_stream(data, encoder, t, frames.shape[1], frames.shape[2])
+    return None if decoded is None else codec.frames_to_clip(decoded, h, w, clip)
+
+
+def _stream_seeds(rng: _Rng, n: int) -> list[int]:
+    """One seed per clip for the damage of its stream, drawn from the corruption's generator."""
+    return [int(v) for v in rng.randint(0, 2**62, n).cpu()]
+
+
+def _stream_fn(name: str) -> _Fn:
+    def fn(x: torch.Tensor, s: int, rng: _Rng, scale: float, share: bool) -> torch.Tensor:
+        out = []
+        for clip, seed in zip(x, _stream_seeds(rng, x.shape[0])):
+            result = _stream_clip(clip, name, s, seed)
+            out.append(torch.zeros_like(clip) if result is None else result)
+        return torch.stack(out)
+
+    return fn
+
+
 # ----------------------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Corruption:
     """One registered corruption.
 
     ``pattern``: "frame" (new random pattern per frame), "clip" (one per clip) or "deterministic";
-    ``shareable``: whether ``share_across_frames`` may override ``pattern``; ``imagenet_c``: part of ImageNet-C.
+    ``shareable``: whether ``share_across_frames`` may override ``pattern``; ``imagenet_c``: part of ImageNet-C;
+    ``stream``: goes through an encoded stream (slow, per clip; a clip may not decode, see :func:`corrupt_clip`).
     """
 
     name: str
@@ -666,6 +830,7 @@ class Corruption:
     shareable: bool
     imagenet_c: bool
     fn: _Fn
+    stream: bool = False
 
     def __call__(
         self,
@@ -710,6 +875,14 @@ def _entries() -> list[Corruption]:
         c("shuffled", "temporal", "clip", False, False, _shuffled),
         c("frozen_frames", "temporal", "clip", False, False, _frozen_frames),
         c("frame_rate", "temporal", "deterministic", False, False, _frame_rate),
+        c("minic_motion_blur", "blur", "deterministic", False, False, _minic_motion_blur),
+        c("rain", "weather", "frame", False, False, _rain),
+        c("minic_contrast", "digital", "deterministic", False, False, _minic_contrast),
+        c("bit_error", "transport", "clip", False, False, _stream_fn("bit_error"), True),
+        c("packet_loss", "transport", "clip", False, False, _stream_fn("packet_loss"), True),
+        c("h265_crf", "codec", "deterministic", False, False, _stream_fn("h265_crf"), True),
+        c("h264_crf", "codec", "deterministic", False, False, _stream_fn("h264_crf"), True),
+        c("minic_frame_rate", "temporal", "deterministic", False, False, _minic_frame_rate),
     ]
 
 
@@ -725,7 +898,21 @@ PAPER_CORRUPTIONS: tuple[str, ...] = (
     "brightness",
 )
 IMAGENET_C_CORRUPTIONS: tuple[str, ...] = tuple(n for n, e in CORRUPTIONS.items() if e.imagenet_c)
-TEMPORAL_CORRUPTIONS: tuple[str, ...] = tuple(n for n, e in CORRUPTIONS.items() if e.family == "temporal")
+TEMPORAL_CORRUPTIONS: tuple[str, ...] = ("reversed", "shuffled", "frozen_frames", "frame_rate")
+MINI_C_CORRUPTIONS: tuple[str, ...] = (
+    "shot_noise",
+    "minic_motion_blur",
+    "rain",
+    "minic_contrast",
+    "brightness",
+    "saturate",
+    "fog",
+    "bit_error",
+    "packet_loss",
+    "h265_crf",
+    "h264_crf",
+    "minic_frame_rate",
+)
 
 
 def available() -> list[str]:
@@ -746,6 +933,41 @@ def _check_clips(clips: torch.Tensor) -> None:
             raise ValueError(f"corrupt: clips must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
 
 
+def _check_call(clips: torch.Tensor, name: str, severity: int) -> Corruption:
+    """The registry entry of ``name`` after checking ``severity`` and ``clips``; ValueError naming the problem."""
+    if name not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {name!r}; expected one of {', '.join(CORRUPTIONS)}")
+    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
+        raise ValueError(f"corruption {name!r}: severity must be an integer in 1..5, got {severity!r}")
+    _check_clips(clips)
+    return CORRUPTIONS[name]
+
+
+def corrupt_clip(
+    clip: torch.Tensor,
+    name: str,
+    severity: int,
+    generator: torch.Generator | None = None,
+    *,
+    spatial_scale: float | None = 1.0,
+) -> torch.Tensor | None:
+    """Corrupt one clip ``(T, 3, H, W)`` in [0, 1]; ``None`` when a stream corruption (``bit_error``,
+    ``packet_loss``, ``h264_crf``, ``h265_crf``) leaves nothing FFmpeg can decode.
+
+    Same result as ``corrupt(clip[None], ...)[0]`` with the same generator state, except that :func:`corrupt`
+    shows an undecodable clip as black frames. Mini Kinetics-C / Mini SSv2-C (Yi et al. 2021) for the stream
+    corruptions; see :func:`corrupt` for the rest.
+    """
+    if not isinstance(clip, torch.Tensor) or clip.dim() != 4:
+        raise ValueError(f"corrupt_clip: clip must have shape (T, 3, H, W), got {getattr(clip, 'shape', clip)!r}")
+    entry = _check_call(clip[None], name, severity)
+    if not entry.stream:
+        return corrupt(clip[None], name, severity, generator, spatial_scale=spatial_scale)[0]
+    seed = _stream_seeds(_Rng(generator, clip.device), 1)[0]
+    out = _stream_clip(clip, name, int(severity) - 1, seed)
+    return None if out is None else out.clamp(0, 1).contiguous()
+
+
 def corrupt(
     clips: torch.Tensor,
     name: str,
@@ -763,12 +985,7 @@ def corrupt(
     ``share_across_frames`` overrides the corruption's default pattern (see the module table) where allowed.
     Returns a new tensor of the same shape, dtype and device, clamped to [0, 1].
     """
-    if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; expected one of {', '.join(CORRUPTIONS)}")
-    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
-        raise ValueError(f"corruption {name!r}: severity must be an integer in 1..5, got {severity!r}")
-    _check_clips(clips)
-    entry = CORRUPTIONS[name]
+    entry = _check_call(clips, name, severity)
     if share_across_frames is not None and not entry.shareable and entry.pattern != "deterministic":
         raise ValueError(
             f"corruption {name!r} has a fixed '{entry.pattern}' pattern; share_across_frames is not supported"

@@ -301,13 +301,26 @@ def _robustness_html(result: Mapping[str, Any], source: str) -> str:
             cells.append(f"{_fmt(m['top1'], 1)}/{_fmt(m['top5'], 1)}")
         cells.append(f"{_fmt(r['mPC']['top1'], 1)}/{_fmt(r['mPC']['top5'], 1)}")
         cells.append(f"{_fmt(r['rPC']['top1'], 3)}/{_fmt(r['rPC']['top5'], 3)}")
+        ci = r.get("ci95")  # absent in results written before the intervals existed
+        if ci:
+            cells += [_ci_text(ci["mPC_top1"], 1), _ci_text(ci["rPC_top1"], 3)]
         rows.append(cells)
+    if any(r.get("ci95") for r in models.values()):
+        header += ["mPC top-1 95% CI", "rPC top-1 95% CI"]
     sev = ", ".join(str(s) for s in result.get("severities", []))
+    suite = f" (suite {_e(result['suite'])})" if result.get("suite") else ""
     caption = (
-        f"<p>From <code>{_e(source)}</code>: top-1/top-5 (%) on {_e(result.get('num_clips', '?'))} clips, mean over "
-        f"severities {_e(sev)}; rPC = mPC / clean.</p>"
+        f"<p>From <code>{_e(source)}</code>{suite}: top-1/top-5 (%) on {_e(result.get('num_clips', '?'))} clips, "
+        f"mean over severities {_e(sev)}; rPC = mPC / clean; intervals: bootstrap over clips.</p>"
     )
+    if result.get("undecodable"):
+        lost = sum(result["undecodable"].values())
+        caption += f"<p>{lost} corrupted clips did not decode: {_e(result.get('undecodable_rule', ''))}.</p>"
     return caption + _table(header, rows)
+
+
+def _ci_text(ci: Any, digits: int) -> str:
+    return "-" if not ci else f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
 
 
 def build_report(

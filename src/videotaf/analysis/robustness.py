@@ -21,14 +21,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from videotaf.analysis.clipcache import MISS, ClipCache, Miss, clip_key
 from videotaf.analysis.corruptions import (
     CORRUPTIONS,
     IMAGENET_C_CORRUPTIONS,
+    MINI_C_CORRUPTIONS,
     PAPER_CORRUPTIONS,
     SEVERITIES,
     TEMPORAL_CORRUPTIONS,
     corrupt,
+    corrupt_clip,
 )
+from videotaf.analysis.stats import corruption_summary
 
 __all__ = [
     "evaluate_robustness",
@@ -37,22 +41,29 @@ __all__ = [
     "write_robustness",
     "load_robustness",
     "resolve_corruptions",
+    "clip_seed",
+    "SUITES",
 ]
 
 FORMAT = "videotaf-robustness"
+METRICS = ("top1", "top5")
+UNDECODABLE_RULE = "a clip whose damaged stream FFmpeg could not decode at all is counted as wrong for every model"
+# Named corruption sets (``--suite``): the paper's Table 3, all of ImageNet-C, the temporal perturbations, and
+# Mini Kinetics-C / Mini SSv2-C (Yi et al. 2021).
+SUITES: dict[str, tuple[str, ...]] = {
+    "paper": PAPER_CORRUPTIONS,
+    "imagenet-c": IMAGENET_C_CORRUPTIONS,
+    "temporal": TEMPORAL_CORRUPTIONS,
+    "mini-c": MINI_C_CORRUPTIONS,
+}
 
 
 def resolve_corruptions(names: Sequence[str] | None) -> list[str]:
-    """Expand aliases: ``paper`` (Table 3), ``imagenet-c``, ``temporal``, ``all``; check every name."""
+    """Expand aliases: the :data:`SUITES` (``paper`` = Table 3, ``imagenet-c``, ``temporal``, ``mini-c``),
+    ``table3``, ``all``; check every name."""
     if not names:
         return list(PAPER_CORRUPTIONS)
-    aliases = {
-        "paper": PAPER_CORRUPTIONS,
-        "table3": PAPER_CORRUPTIONS,
-        "imagenet-c": IMAGENET_C_CORRUPTIONS,
-        "temporal": TEMPORAL_CORRUPTIONS,
-        "all": tuple(CORRUPTIONS),
-    }
+    aliases = {**SUITES, "table3": PAPER_CORRUPTIONS, "all": tuple(CORRUPTIONS)}
     out: list[str] = []
     for name in names:
         expanded = aliases.get(name.lower(), (name,))
@@ -73,12 +84,17 @@ def batch_seed(seed: int, corruption: str, severity: int, batch_index: int) -> i
     return (int(seed) * 1_000_003 + zlib.crc32(key)) % (2**63 - 1)
 
 
-def _topk_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+def clip_seed(seed: int, corruption: str, severity: int, key: str) -> int:
+    """The generator seed of one clip's stream corruption, from the clip's content key (:func:`clip_key`): the
+    same for every batch size and model, so cached clips are shared (see :mod:`videotaf.analysis.clipcache`)."""
+    return batch_seed(seed, f"{corruption}@{key}", severity, 0)
+
+
+def _topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip top-1 and top-5 correctness ``(B,)`` bool each."""
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
-    hit1 = int((top[:, 0] == labels).sum())
-    hit5 = int((top == labels[:, None]).any(dim=1).sum())
-    return hit1, hit5
+    return (top[:, 0] == labels).cpu(), (top == labels[:, None]).any(dim=1).cpu()
 
 
 def _pct(hits: int, n: int) -> float:
@@ -88,6 +104,127 @@ def _pct(hits: int, n: int) -> float:
 def _mean(values: Iterable[float]) -> float:
     vals = list(values)
     return sum(vals) / len(vals) if vals else float("nan")
+
+
+class _Outcomes:
+    """Per-clip correctness of every model, clean and per (corruption, severity), gathered batch by batch."""
+
+    def __init__(self, models: Sequence[str]) -> None:
+        self.parts: dict[tuple[str, str], list[torch.Tensor]] = {}
+        self.models = list(models)
+        self.undecodable: dict[str, int] = {}
+
+    def add(self, model: str, cell: str, top1: torch.Tensor, top5: torch.Tensor) -> None:
+        self.parts.setdefault((model, cell + ":top1"), []).append(top1)
+        self.parts.setdefault((model, cell + ":top5"), []).append(top5)
+
+    def get(self, model: str, cell: str, metric: str) -> torch.Tensor:
+        """``(N,)`` bool over every clip seen."""
+        return torch.cat(self.parts[(model, f"{cell}:{metric}")])
+
+
+def _cell_name(corruption: str, severity: int) -> str:
+    return f"{corruption}/{severity}"
+
+
+def _stream_batch(
+    clips: torch.Tensor, corruption: str, severity: int, seed: int, cache: ClipCache | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stream corruption applied clip by clip (seeded per clip, read from / written to ``cache``); returns the
+    corrupted clips and a ``(B,)`` bool mask of the clips that decoded (the others are black frames)."""
+    random = CORRUPTIONS[corruption].pattern != "deterministic"
+    out, ok = [], []
+    for clip in clips:
+        key = clip_key(clip)
+        cs = clip_seed(seed, corruption, severity, key) if random else None
+        cached = cache.load(key, corruption, severity, cs) if cache is not None else MISS
+        if isinstance(cached, Miss):
+            gen = torch.Generator().manual_seed(cs if cs is not None else 0)
+            got = corrupt_clip(clip.cpu(), corruption, severity, gen)
+            if cache is not None:
+                cache.store(key, corruption, severity, cs, got)
+        else:
+            got = cached
+        ok.append(got is not None)
+        out.append(torch.zeros_like(clip) if got is None else got.to(clip.device, clip.dtype))
+    return torch.stack(out), torch.tensor(ok)
+
+
+def _corrupted(
+    clips: torch.Tensor, corruption: str, severity: int, b_idx: int, opts: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch under one (corruption, severity): the clips and the ``(B,)`` mask of decodable clips."""
+    if CORRUPTIONS[corruption].stream:
+        return _stream_batch(clips, corruption, severity, opts["seed"], opts["cache"])
+    gen = torch.Generator().manual_seed(batch_seed(opts["seed"], corruption, severity, b_idx))
+    x = corrupt(clips, corruption, severity, gen, spatial_scale=opts["spatial_scale"])
+    return x, torch.ones(clips.shape[0], dtype=torch.bool)
+
+
+def _score_batch(
+    models: Mapping[str, nn.Module],
+    clips: torch.Tensor,
+    labels: torch.Tensor,
+    cells: Sequence[tuple[str, int]],
+    b_idx: int,
+    tally: _Outcomes,
+    opts: dict[str, Any],
+) -> None:
+    """Score every model on one batch, clean and under every cell; undecodable clips count as wrong."""
+    for k, m in models.items():
+        tally.add(k, "clean", *_topk_correct(m(clips), labels))
+    for c, s in cells:
+        x, ok = _corrupted(clips, c, s, b_idx, opts)
+        name = _cell_name(c, s)
+        tally.undecodable[name] = tally.undecodable.get(name, 0) + int((~ok).sum())
+        for k, m in models.items():
+            top1, top5 = _topk_correct(m(x), labels)
+            tally.add(k, name, top1 & ok, top5 & ok)
+
+
+def _model_result(tally: _Outcomes, model: str, names: Sequence[str], sev: Sequence[int], n_boot: int) -> dict:
+    """The JSON entry of one model (see :func:`evaluate_robustness`)."""
+    pct = {m: _pct(int(tally.get(model, "clean", m).sum()), len(tally.get(model, "clean", m))) for m in METRICS}
+    per_c: dict[str, Any] = {}
+    for c in names:
+        per_s = {
+            str(s): {m: 100.0 * float(tally.get(model, _cell_name(c, s), m).double().mean()) for m in METRICS}
+            for s in sev
+        }
+        per_c[c] = {"severities": per_s, "mean": {m: _mean(v[m] for v in per_s.values()) for m in METRICS}}
+    families: dict[str, Any] = {}
+    for fam in dict.fromkeys(CORRUPTIONS[c].family for c in names):
+        members = [per_c[c]["mean"] for c in names if CORRUPTIONS[c].family == fam]
+        families[fam] = {m: _mean(v[m] for v in members) for m in METRICS}
+    mpc = {m: _mean(per_c[c]["severities"][str(s)][m] for c in names for s in sev) for m in METRICS}
+    rpc = {m: (mpc[m] / pct[m] if pct[m] > 0 else None) for m in METRICS}
+    clean1 = tally.get(model, "clean", "top1").double()
+    mpc1 = torch.stack([tally.get(model, _cell_name(c, s), "top1").double() for c in names for s in sev]).mean(0)
+    summary = corruption_summary(clean1.numpy(), mpc1.numpy(), n_boot=n_boot)
+    return {
+        "clean": pct,
+        "corruptions": per_c,
+        "families": families,
+        "mPC": mpc,
+        "rPC": rpc,
+        "ci95": {"mPC_top1": summary["mPC_ci95"], "rPC_top1": summary["rPC_ci95"], "over": "clips", "n_boot": n_boot},
+        "per_clip": {"clean_top1": [int(v) for v in clean1.tolist()], "mpc_top1": [round(v, 6) for v in mpc1.tolist()]},
+    }
+
+
+def _check_severities(severities: Sequence[int]) -> list[int]:
+    sev = [int(s) for s in severities]
+    bad = [s for s in sev if s not in SEVERITIES]
+    if bad or not sev:
+        raise ValueError(f"severities must be a non-empty subset of 1..5, got {list(severities)}")
+    return sev
+
+
+def _default_device(models: Mapping[str, nn.Module], device: torch.device | str | None) -> torch.device:
+    if device is None:
+        param = next(next(iter(models.values())).parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+    return torch.device(device)
 
 
 @torch.no_grad()
@@ -102,8 +239,10 @@ def evaluate_robustness(
     spatial_scale: float | None = 1.0,
     max_batches: int | None = None,
     progress: Callable[[int], None] | None = None,
+    cache: ClipCache | str | Path | None = None,
+    n_boot: int = 2000,
 ) -> dict[str, Any]:
-    """Top-1/top-5 of each model on clean and corrupted clips (Sec. 4.5, Table 3).
+    """Top-1/top-5 of each model on clean and corrupted clips (Sec. 4.5, Table 3; Mini-C of Yi et al. 2021).
 
     Args:
         models: ``{name: model}`` (or one model, named ``"model"``); each maps ``(B, T, 3, H, W)`` in [0, 1] to
@@ -111,99 +250,73 @@ def evaluate_robustness(
         batches: iterable of ``(clips (B, T, 3, H, W), labels (B,))``; read once.
         corruptions: names or aliases (see :func:`resolve_corruptions`); default the paper's eight.
         severities: subset of 1..5.
-        seed: base seed of the corruption patterns (see :func:`batch_seed`).
+        seed: base seed of the corruption patterns (:func:`batch_seed`; :func:`clip_seed` for stream ones).
         device: where models and clips run (default: the first model's device).
         spatial_scale: passed to :func:`~videotaf.analysis.corruptions.corrupt`.
         max_batches: stop after this many batches.
         progress: called with the batch index after each batch.
+        cache: a :class:`~videotaf.analysis.clipcache.ClipCache` (or its root) for the stream corruptions.
+        n_boot: bootstrap resamples of the clip-level intervals of mPC and rPC.
 
     Returns:
         A JSON-serialisable dict::
 
             {"format": "videotaf-robustness", "unit": "percent", "corruptions": [...], "severities": [...],
              "seed": s, "spatial_scale": x, "num_clips": n,
+             "undecodable": {"corruption/severity": count}, "undecodable_rule": "...",   # stream corruptions
              "models": {name: {"clean": {"top1", "top5"},
                                "corruptions": {c: {"severities": {"1": {"top1", "top5"}, ...},
                                                    "mean": {"top1", "top5"}}},
                                "families": {family: {"top1", "top5"}},
-                               "mPC": {"top1", "top5"}, "rPC": {"top1", "top5"}}}}
+                               "mPC": {"top1", "top5"}, "rPC": {"top1", "top5"},
+                               "ci95": {"mPC_top1": [lo, hi], "rPC_top1": [lo, hi], "over": "clips"},
+                               "per_clip": {"clean_top1": [0/1 per clip], "mpc_top1": [fraction per clip]}}}}
+
+        A clip whose damaged stream FFmpeg cannot decode at all is counted as wrong for every model.
     """
     if isinstance(models, nn.Module):
         models = {"model": models}
     if not models:
         raise ValueError("evaluate_robustness: no models given")
     names = resolve_corruptions(corruptions)
-    sev = [int(s) for s in severities]
-    bad = [s for s in sev if s not in SEVERITIES]
-    if bad or not sev:
-        raise ValueError(f"severities must be a non-empty subset of 1..5, got {list(severities)}")
-    if device is None:
-        first = next(iter(models.values()))
-        param = next(first.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
+    sev = _check_severities(severities)
+    device = _default_device(models, device)
+    if cache is not None and not isinstance(cache, ClipCache):
+        cache = ClipCache(cache)
+    opts = {"seed": int(seed), "spatial_scale": spatial_scale, "cache": cache}
+    cells = [(c, s) for c in names for s in sev]
     modes = {k: m.training for k, m in models.items()}
     for m in models.values():
         m.eval()
-    clean_hits = {k: [0, 0] for k in models}
-    hits = {k: {(c, s): [0, 0] for c in names for s in sev} for k in models}
-    total = 0
+    tally = _Outcomes(list(models))
     try:
         for b_idx, batch in enumerate(batches):
             if max_batches is not None and b_idx >= max_batches:
                 break
-            clips, labels = batch[0], batch[1]
-            clips = clips.to(device)
-            labels = torch.as_tensor(labels).to(device).long()
-            total += int(labels.numel())
-            for k, m in models.items():
-                h1, h5 = _topk_hits(m(clips), labels)
-                clean_hits[k][0] += h1
-                clean_hits[k][1] += h5
-            for c in names:
-                for s in sev:
-                    gen = torch.Generator().manual_seed(batch_seed(seed, c, s, b_idx))
-                    x = corrupt(clips, c, s, gen, spatial_scale=spatial_scale)
-                    for k, m in models.items():
-                        h1, h5 = _topk_hits(m(x), labels)
-                        hits[k][(c, s)][0] += h1
-                        hits[k][(c, s)][1] += h5
+            labels = torch.as_tensor(batch[1]).to(device).long()
+            _score_batch(models, batch[0].to(device), labels, cells, b_idx, tally, opts)
             if progress is not None:
                 progress(b_idx)
     finally:
         for k, m in models.items():
             m.train(modes[k])
-    if total == 0:
+    if not tally.parts:
         raise ValueError("evaluate_robustness: the data gave no clips")
-    out_models: dict[str, Any] = {}
-    for k in models:
-        clean = {"top1": _pct(clean_hits[k][0], total), "top5": _pct(clean_hits[k][1], total)}
-        per_c: dict[str, Any] = {}
-        for c in names:
-            per_s = {
-                str(s): {"top1": _pct(hits[k][(c, s)][0], total), "top5": _pct(hits[k][(c, s)][1], total)} for s in sev
-            }
-            per_c[c] = {
-                "severities": per_s,
-                "mean": {m: _mean(v[m] for v in per_s.values()) for m in ("top1", "top5")},
-            }
-        families: dict[str, Any] = {}
-        for fam in dict.fromkeys(CORRUPTIONS[c].family for c in names):
-            members = [per_c[c]["mean"] for c in names if CORRUPTIONS[c].family == fam]
-            families[fam] = {m: _mean(v[m] for v in members) for m in ("top1", "top5")}
-        mpc = {m: _mean(per_c[c]["severities"][str(s)][m] for c in names for s in sev) for m in ("top1", "top5")}
-        rpc = {m: (mpc[m] / clean[m] if clean[m] > 0 else None) for m in ("top1", "top5")}
-        out_models[k] = {"clean": clean, "corruptions": per_c, "families": families, "mPC": mpc, "rPC": rpc}
-    return {
+    out: dict[str, Any] = {
         "format": FORMAT,
         "unit": "percent",
         "corruptions": names,
         "severities": sev,
         "seed": int(seed),
         "spatial_scale": spatial_scale,
-        "num_clips": total,
-        "models": out_models,
+        "num_clips": len(tally.get(next(iter(models)), "clean", "top1")),
+        "models": {k: _model_result(tally, k, names, sev, n_boot) for k in models},
     }
+    streams = [_cell_name(c, s) for c, s in cells if CORRUPTIONS[c].stream]
+    if streams:
+        out["undecodable"] = {cell: tally.undecodable[cell] for cell in streams}
+        out["undecodable_rule"] = UNDECODABLE_RULE
+    return out
 
 
 def _cell(v: Mapping[str, Any], fmt: str = "{:.1f}") -> str:
@@ -217,6 +330,30 @@ def _cell(v: Mapping[str, Any], fmt: str = "{:.1f}") -> str:
 
 def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _num(x: Any, fmt: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def _interval_lines(result: Mapping[str, Any]) -> list[str]:
+    """The mPC / rPC top-1 intervals over clips and the undecodable-clip note, when the result has them."""
+    lines = []
+    for k, r in result["models"].items():
+        ci = r.get("ci95")
+        if not ci:
+            continue
+        mlo, mhi = ci.get("mPC_top1") or (None, None)
+        rlo, rhi = ci.get("rPC_top1") or (None, None)
+        lines.append(
+            f"- {_md_escape(k)}: mPC top-1 {_num(r['mPC']['top1'], '{:.1f}')} [{_num(mlo, '{:.1f}')}, "
+            f"{_num(mhi, '{:.1f}')}], rPC top-1 {_num(r['rPC']['top1'], '{:.3f}')} [{_num(rlo, '{:.3f}')}, "
+            f"{_num(rhi, '{:.3f}')}] (95% bootstrap over clips)"
+        )
+    if result.get("undecodable"):
+        lost = {cell: n for cell, n in result["undecodable"].items() if n}
+        lines.append(f"- clips that did not decode: {lost or 'none'}; {result.get('undecodable_rule', '')}")
+    return ["", *lines] if lines else []
 
 
 def robustness_markdown(result: Mapping[str, Any]) -> str:
@@ -236,6 +373,7 @@ def robustness_markdown(result: Mapping[str, Any]) -> str:
         row += [_cell(r["corruptions"][c]["mean"]) for c in names]
         row += [_cell(r["mPC"]), _cell(r["rPC"], "{:.3f}")]
         lines.append("| " + " | ".join(row) + " |")
+    lines += _interval_lines(result)
     for k, r in models.items():
         lines += ["", f"### {_md_escape(k)}", ""]
         lines.append("| corruption | " + " | ".join(sev) + " | mean |")

@@ -42,6 +42,9 @@ __all__ = [
     "ONE_SEED_NOTE",
     "paired_seed_difference",
     "paired_bootstrap",
+    "bootstrap_means",
+    "corruption_summary",
+    "paired_score_difference",
     "mcnemar",
     "minimum_detectable_difference",
     "seeds_to_detect",
@@ -109,6 +112,16 @@ def _as_correct(values: ArrayLike, name: str) -> NDArray[np.bool_]:
         if not np.issubdtype(a.dtype, np.integer) or not np.isin(a, (0, 1)).all():
             raise ValueError(f"{name} must be bool (or 0/1 integers): per-clip top-1 correctness, got {a.dtype}")
         a = a.astype(np.bool_)
+    return a
+
+
+def _as_clip_scores(values: ArrayLike, name: str) -> NDArray[np.float64]:
+    """Per-seed per-clip scores in [0, 1] as a ``(S, N)`` float array; ``(N,)`` is one seed."""
+    a = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"{name} must be (S seeds, N clips) with S, N >= 1, got shape {np.asarray(values).shape}")
+    if not np.all((a >= 0) & (a <= 1)):
+        raise ValueError(f"{name} must be per-clip scores in [0, 1] (fractions, not percent)")
     return a
 
 
@@ -184,6 +197,100 @@ def paired_seed_difference(
     return {"mean": mean, "sd": sd, "ci95": ci, "per_seed": [float(v) for v in d], "n": n, "confidence": conf}
 
 
+def bootstrap_means(per_clip: NDArray[np.float64], n_boot: int, seed: int) -> NDArray[np.float64]:
+    """Means of ``K`` per-clip series ``(K, N)`` over ``n_boot`` resamples of the clip indices: ``(n_boot, K)``.
+
+    Every series is resampled with the same indices (paired); resample ``b`` uses row ``b`` of
+    ``np.random.default_rng(seed).integers(0, N, size=(n_boot, N))``, drawn in chunks (the stream is the same).
+    """
+    n_series, n_clips = per_clip.shape
+    rng = np.random.default_rng(seed)
+    boot = np.empty((n_boot, n_series), dtype=np.float64)
+    rows = max(1, _CHUNK_ELEMENTS // n_clips)
+    for start in range(0, n_boot, rows):
+        k = min(rows, n_boot - start)
+        idx = rng.integers(0, n_clips, size=(k, n_clips))
+        boot[start : start + k] = per_clip[:, idx].mean(axis=2).T
+    return boot
+
+
+def _percentile_ci(values: NDArray[np.float64], conf: float) -> list[float]:
+    lo, hi = np.percentile(values, [50.0 * (1.0 - conf), 50.0 * (1.0 + conf)])
+    return [float(lo), float(hi)]
+
+
+def corruption_summary(
+    clean: ArrayLike, mpc: ArrayLike, n_boot: int = 10000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, Any]:
+    """mPC and rPC of one model with percentile bootstrap intervals over clips (Yi et al. 2021).
+
+    ``clean`` ``(N,)``: 1/0 top-1 correctness per clip on the clean clips; ``mpc`` ``(N,)``: per clip, the
+    fraction of the corruption x severity cells it got right. ``mPC = 100 mean(mpc)`` (%) and
+    ``rPC = mean(mpc) / mean(clean)``; one resample of clip indices (:func:`bootstrap_means`) gives both, so the
+    rPC interval is that of the ratio. Returns ``{"mPC", "mPC_ci95", "rPC", "rPC_ci95", "n_clips", "n_boot",
+    "confidence", "seed"}`` (rPC and its interval ``None`` when the clean accuracy is 0).
+    """
+    conf = _check_level(confidence, "confidence")
+    c = _as_scores(clean, "clean")
+    m = _as_scores(mpc, "mpc")
+    if c.shape != m.shape:
+        raise ValueError(f"clean ({c.size} clips) and mpc ({m.size} clips) differ in length")
+    boot = bootstrap_means(np.stack([m, c]), int(n_boot), seed)
+    rpc = float(m.mean() / c.mean()) if c.mean() > 0 else None
+    rpc_ci = None
+    if rpc is not None:
+        # A resample with no clean clip right has no ratio; it is left out (rare unless clean accuracy is tiny).
+        ratios = boot[boot[:, 1] > 0, 0] / boot[boot[:, 1] > 0, 1]
+        rpc_ci = _percentile_ci(ratios, conf)
+    return {
+        "mPC": 100.0 * float(m.mean()),
+        "mPC_ci95": _percentile_ci(100.0 * boot[:, 0], conf),
+        "rPC": rpc,
+        "rPC_ci95": rpc_ci,
+        "n_clips": int(m.size),
+        "n_boot": int(n_boot),
+        "confidence": conf,
+        "seed": int(seed),
+    }
+
+
+def paired_score_difference(
+    scores_method: ArrayLike,
+    scores_control: ArrayLike,
+    n_boot: int = 10000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``method - control`` on a per-clip score in [0, 1] (e.g. the per-clip mPC), in pp, over seeds and clips.
+
+    ``scores_method``, ``scores_control``: ``(S, N)`` (``(N,)`` = one seed), row ``s`` from seed ``s`` of both,
+    the same clips in the same order. Returns ``{"method": {"mean", "sd", "per_seed"}, "control": {...},
+    "delta": paired_seed_difference(...), "bootstrap": {"mean", "ci95", "n_boot", "confidence", "seed"}}``:
+    the Student t interval over seeds (training noise) and the paired bootstrap over clips of the seed-mean
+    difference (clip noise), as :func:`paired_seed_difference` and :func:`paired_bootstrap` do for top-1.
+    """
+    conf = _check_level(confidence, "confidence")
+    m = _as_clip_scores(scores_method, "scores_method")
+    c = _as_clip_scores(scores_control, "scores_control")
+    if m.shape != c.shape:
+        raise ValueError(f"scores_method {m.shape} and scores_control {c.shape} differ: same seeds and clips needed")
+    per_seed_m, per_seed_c = 100.0 * m.mean(axis=1), 100.0 * c.mean(axis=1)
+    per_clip = 100.0 * (m - c).mean(axis=0)
+    boot = bootstrap_means(per_clip[None], int(n_boot), seed)[:, 0]
+    return {
+        "method": _summary(per_seed_m),
+        "control": _summary(per_seed_c),
+        "delta": paired_seed_difference(per_seed_m, per_seed_c, conf),
+        "bootstrap": {
+            "mean": float(per_clip.mean()),
+            "ci95": _percentile_ci(boot, conf),
+            "n_boot": int(n_boot),
+            "confidence": conf,
+            "seed": int(seed),
+        },
+    }
+
+
 def paired_bootstrap(
     correct_method: ArrayLike,
     correct_control: ArrayLike,
@@ -215,13 +322,7 @@ def paired_bootstrap(
     # Every seed has the same N clips, so mean_s (mean_i d[s, i]) = mean_i (mean_s d[s, i]): a resample of
     # clip indices only needs the per-clip seed-mean difference, a (N,) vector, however many seeds there are.
     per_clip = 100.0 * (m.astype(np.float64) - c.astype(np.float64)).mean(axis=0)
-    rng = np.random.default_rng(seed)
-    boot = np.empty(n_boot, dtype=np.float64)
-    rows = max(1, _CHUNK_ELEMENTS // n_clips)
-    for start in range(0, n_boot, rows):
-        k = min(rows, n_boot - start)
-        idx = rng.integers(0, n_clips, size=(k, n_clips))
-        boot[start : start + k] = per_clip[idx].mean(axis=1)
+    boot = bootstrap_means(per_clip[None], n_boot, seed)[:, 0]
     lo, hi = np.percentile(boot, [50.0 * (1.0 - conf), 50.0 * (1.0 + conf)])
     return {
         "mean": float(per_clip.mean()),
