@@ -118,6 +118,7 @@ class _Kill(tf.TrainerCallback):
             raise KeyboardInterrupt("killed")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_the_auxiliary_path(tmp_path: Path):
     kw = dict(max_steps=4, save_strategy="steps", save_steps=2)
     whole = _trainer(tmp_path / "whole", **kw)
@@ -142,6 +143,7 @@ def test_killed_run_resumes_with_the_auxiliary_path(tmp_path: Path):
     assert any(not torch.equal(final[n], final[n.replace(".aux_bn", "")]) for n in aux)
 
 
+@pytest.mark.slow
 def test_resume_without_the_auxiliary_file_is_refused(tmp_path: Path):
     kw = dict(max_steps=2, save_strategy="steps", save_steps=2)
     _trainer(tmp_path / "run", **kw).train()
@@ -158,6 +160,7 @@ def test_gradient_accumulation_and_plain_method(tmp_path: Path):
     assert "loss_adv" not in entry and entry["loss"] == pytest.approx(entry["loss_clean"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_step(tmp_path: Path):
     trainer = _trainer(tmp_path, max_steps=1, bf16=True)
     trainer.train()
@@ -169,7 +172,9 @@ def test_predict_writes_a_predictions_file(tmp_path: Path):
     trainer = _trainer(tmp_path)
     data = _Clips(5, seed=2)
     out = trainer.predict(data)
-    path = write_trainer_predictions(out, tmp_path / "p.csv", method="taf", seed=1, clip_ids=[f"v{i}" for i in range(5)])
+    path = write_trainer_predictions(
+        out, tmp_path / "p.csv", method="taf", seed=1, clip_ids=[f"v{i}" for i in range(5)]
+    )
     records = read_predictions(path)
     assert [r.clip_id for r in records] == ["v0", "v1", "v2", "v3", "v4"]
     assert [r.label for r in records] == [0, 1, 2, 3, 4]
@@ -181,6 +186,8 @@ def test_predict_writes_a_predictions_file(tmp_path: Path):
 def test_bad_batches_are_refused_naming_the_field(tmp_path: Path):
     trainer = _trainer(tmp_path)
     with pytest.raises(ValueError, match="pixel_values must be"):
-        trainer.training_step(trainer.model, {"pixel_values": torch.zeros(2, 3, SIZE, SIZE), "labels": torch.tensor([0, 1])})
+        trainer.training_step(
+            trainer.model, {"pixel_values": torch.zeros(2, 3, SIZE, SIZE), "labels": torch.tensor([0, 1])}
+        )
     with pytest.raises(ValueError, match="'labels'"):
         trainer.training_step(trainer.model, {"pixel_values": torch.zeros(2, FRAMES, 3, SIZE, SIZE)})

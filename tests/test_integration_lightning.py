@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from toy_models import Toy2D
 from videotaf.analysis.predictions import read_predictions
 from videotaf.bn import convert_dual_norm, has_dual_norm
 from videotaf.integrations.lightning import TAFMixin, TAFSettings, write_lightning_predictions
 from videotaf.objective import build_objective
+
+from toy_models import Toy2D
 
 FRAMES, SIZE = 4, 16
 
@@ -62,7 +63,9 @@ def test_one_step_has_the_gradients_of_objective_step(tmp_path: Path):
     reference = convert_dual_norm(copy.deepcopy(Toy2D(num_frames=FRAMES)))
     reference.load_state_dict(module.model.state_dict())
     clips, labels = _data(3).tensors
-    _trainer(tmp_path, max_steps=1, enable_checkpointing=False).fit(module, DataLoader(TensorDataset(clips, labels), batch_size=3))
+    _trainer(tmp_path, max_steps=1, enable_checkpointing=False).fit(
+        module, DataLoader(TensorDataset(clips, labels), batch_size=3)
+    )
 
     torch.manual_seed(7)
     build_objective("taf").step(reference.train(), clips, labels)
@@ -72,6 +75,7 @@ def test_one_step_has_the_gradients_of_objective_step(tmp_path: Path):
         torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
+@pytest.mark.slow
 def test_inference_weights_load_into_the_plain_model_and_predict_as_the_clean_path(tmp_path: Path):
     module = Module()
     loader = DataLoader(_data(), batch_size=4)

@@ -87,7 +87,10 @@ def test_unpaired_runs_are_refused():
     other_clip = [r for r in records if not (r.method == "taf" and r.clip_id == "clip03")]
     with pytest.raises(PredictionsError, match="other clips"):
         predictions_verdict(other_clip)
-    relabelled = [Record(r.clip_id, (r.label + 1) % 3, r.prediction, r.seed, r.method) if r.method == "taf" else r for r in records]
+    relabelled = [
+        Record(r.clip_id, (r.label + 1) % 3, r.prediction, r.seed, r.method) if r.method == "taf" else r
+        for r in records
+    ]
     with pytest.raises(PredictionsError, match="another label"):
         predictions_verdict(relabelled)
     with pytest.raises(PredictionsError, match="appears twice"):

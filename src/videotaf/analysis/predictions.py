@@ -92,7 +92,9 @@ def _record(raw: dict[str, Any], where: str) -> Record:
     if missing:
         raise PredictionsError(f"{where}: missing {', '.join(missing)} (expected the fields {', '.join(FIELDS)})")
     try:
-        return Record(str(raw["clip_id"]), int(raw["label"]), int(raw["prediction"]), int(raw["seed"]), str(raw["method"]))
+        return Record(
+            str(raw["clip_id"]), int(raw["label"]), int(raw["prediction"]), int(raw["seed"]), str(raw["method"])
+        )
     except (TypeError, ValueError):
         raise PredictionsError(f"{where}: label, prediction and seed must be integers, got {raw}") from None
 
@@ -129,7 +131,9 @@ def _runs(records: Sequence[Record]) -> dict[tuple[str, int], dict[str, Record]]
     return runs
 
 
-def correctness(records: Sequence[Record], control: str | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, list[int]]:
+def correctness(
+    records: Sequence[Record], control: str | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[int]]:
     """``({method: (S, N) bool correct}, labels (N,), seeds)`` with the control first, clips in the order of the
     control's first seed; refuses methods with other seeds, runs with other clips and clips with other labels."""
     if not records:

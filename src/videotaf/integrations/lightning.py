@@ -96,7 +96,9 @@ class TAFMixin:
         (loss,) = captured  # the single backward of low_memory=False: the whole of Eq. (7)
         return loss
 
-    def taf_predict_step(self, clips: torch.Tensor, labels: torch.Tensor, clip_ids: Sequence[object] | None = None) -> dict:
+    def taf_predict_step(
+        self, clips: torch.Tensor, labels: torch.Tensor, clip_ids: Sequence[object] | None = None
+    ) -> dict:
         """What a ``predict_step`` returns for :func:`write_lightning_predictions`: labels, predicted classes and
         (optionally) clip ids of one batch, through the clean path."""
         logits = self.taf_model(clips)

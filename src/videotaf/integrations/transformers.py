@@ -139,14 +139,15 @@ class TAFTrainer(Trainer):
         if self.taf.dual:
             convert_dual_norm(model, self.taf.dual_norm)  # before the Trainer builds its optimiser
         self._view = _PixelView(from_hf(model, mean=mean, std=std))
+        if args is not None and args.ddp_find_unused_parameters is None:
+            # Read when the Trainer builds its accelerator, in __init__; see the module docstring.
+            args.ddp_find_unused_parameters = False
         super().__init__(model, args, *rest, **kwargs)
-        if self.args.ddp_find_unused_parameters is None:
-            self.args.ddp_find_unused_parameters = False  # see the module docstring (two forwards per backward)
         self._objective: Objective | None = None
         self._loss_sums: dict[str, list[float]] = {}
 
     # ----------------------------------------------------------------------------------------- the step
-    def objective(self) -> Objective:
+    def taf_objective(self) -> Objective:
         """The step's :class:`~videotaf.objective.Objective` (single-backward schedule under several processes)."""
         if self._objective is None:
             self._objective = self.taf.objective(low_memory=self.accelerator.num_processes == 1)
@@ -181,7 +182,7 @@ class TAFTrainer(Trainer):
         backward: Callable[[torch.Tensor], None] = lambda loss: self.accelerator.backward(loss * scale)  # noqa: E731
         self._view.run_through(model)
         with self.compute_loss_context_manager(), self.accelerator.autocast():
-            out = self.objective().step(self._view, self.clips_of(inputs["pixel_values"]), labels.long(), backward)
+            out = self.taf_objective().step(self._view, self.clips_of(inputs["pixel_values"]), labels.long(), backward)
         losses = step_losses(out)
         for name, value in losses.items():
             self._loss_sums.setdefault(name, []).append(float(value))
@@ -199,6 +200,11 @@ class TAFTrainer(Trainer):
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------------------------- checkpoints
+    def _model(self) -> nn.Module:
+        if not isinstance(self.model, nn.Module):
+            raise TrainerInputError("TAFTrainer has no model")
+        return self.model
+
     def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """``save_pretrained`` of the clean path: no auxiliary keys, so plain ``from_pretrained`` loads it."""
         if state_dict is None:
@@ -208,7 +214,7 @@ class TAFTrainer(Trainer):
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         """Write the auxiliary weights into the checkpoint directory first, then the Trainer's checkpoint (whose
         ``trainer_state.json``, written last, marks it complete)."""
-        if self.args.should_save and has_dual_norm(self.model):
+        if self.args.should_save and has_dual_norm(self._model()):
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             folder.mkdir(parents=True, exist_ok=True)
             state = self.accelerator.unwrap_model(self.model).state_dict()
@@ -251,12 +257,12 @@ class TAFTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         """Resume: the clean weights and the auxiliary path (refused without :data:`AUX_FILE`)."""
-        self._load_weights(resume_from_checkpoint, self.model if model is None else model, aux_required=True)
+        self._load_weights(resume_from_checkpoint, self._model() if model is None else model, aux_required=True)
 
     def _load_best_model(self) -> None:
         """``load_best_model_at_end``: the best checkpoint's weights, its auxiliary path when it has one."""
         if self.state.best_model_checkpoint:
-            self._load_weights(self.state.best_model_checkpoint, self.model, aux_required=False)
+            self._load_weights(self.state.best_model_checkpoint, self._model(), aux_required=False)
 
 
 def write_trainer_predictions(
