@@ -1,4 +1,4 @@
-"""Run by tests/test_integration_ddp.py: two AdvProp steps of TAFTrainer on 4 clips, alone (batch 4) or under
+"""Run by tests/test_integration_ddp.py (with the tests directory on PYTHONPATH): two AdvProp steps of TAFTrainer on 4 clips, alone (batch 4) or under
 ``torchrun --nproc_per_node 2`` (gloo, batch 2 per process); rank 0 saves the weights and the log history."""
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from pathlib import Path
 import torch
 import transformers as tf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_transformers import CLASSES, FRAMES, SIZE, hf_net  # noqa: E402
-
-from videotaf.integrations.transformers import TAFSettings, TAFTrainer  # noqa: E402
+from tiny_transformers import CLASSES, FRAMES, SIZE, hf_net
+from videotaf.integrations.transformers import TAFSettings, TAFTrainer
 
 
 class Clips(torch.utils.data.Dataset):
