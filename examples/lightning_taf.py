@@ -61,7 +61,7 @@ def pretrained(train: TensorDataset) -> TSM:
     """Stands in for your pre-trained checkpoint: a small TSM (ResNet-18 at 1/8 width) trained briefly."""
     L.seed_everything(0)
     module = VideoClassifier(TSM(CLASSES, FRAMES, depth=18, width=0.125, dropout=0.0), "plain", lr=0.05)
-    trainer(6).fit(module, DataLoader(train, batch_size=8, shuffle=True))
+    trainer(4).fit(module, DataLoader(train, batch_size=8, shuffle=True))
     return module.model
 
 
@@ -77,7 +77,7 @@ def fine_tune(method: str, seed: int, start: TSM, train: TensorDataset, val: Ten
     L.seed_everything(seed)
     module = VideoClassifier(copy.deepcopy(start), method)
     order = torch.Generator().manual_seed(seed)
-    trainer(3).fit(module, DataLoader(train, batch_size=8, shuffle=True, generator=order))
+    trainer(2).fit(module, DataLoader(train, batch_size=8, shuffle=True, generator=order))
     module.save_inference_weights(out / f"{method}_seed{seed}.pt")  # clean weights: TSM(...).load_state_dict
     outputs = trainer(1).predict(module, DataLoader(val, batch_size=16))
     return write_lightning_predictions(outputs, out / f"{method}_seed{seed}.json", method=method, seed=seed)
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/lightning_example"))
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
-    train, val = split("train", 12), split("validation", 8)
+    train, val = split("train", 8), split("validation", 6)
     start = pretrained(train)
     files = [
         fine_tune(method, seed, start, train, val, args.out)
