@@ -8,9 +8,11 @@ Side by side in one process, on the same model, batch and trainer settings:
   against the same module with ``TAFMixin.taf_step`` (``taf``, K = 1), a small TSM (ResNet-18 at 1/8 width,
   8 frames at 32 px, batch 8, TA on layer2).
 
-A step is timed from the trainer's step-begin to its step-end callback (forward, attack, backward, optimiser);
-the first ``--warmup`` steps are dropped and the median of the rest is reported; ``--reps`` alternates the order of
-plain and TAF. The pass-count floor of the fused K = 1 step is 7/3 of a plain step (``videotaf.objective``).
+A step is what the trainer's loop runs per batch: the Trainer's ``training_step`` (forward, attack, backward) and
+the optimiser it built; for Lightning, ``training_step``, the backward of the loss it returns and the optimiser.
+Plain and TAF steps alternate, so a change of machine load hits both; the first ``--warmup`` pairs are dropped,
+and the medians and the median per-pair ratio are reported. The pass-count floor of the fused K = 1 step is 7/3
+of a plain step (``videotaf.objective``).
 
     python benchmarks/integration_step_cost.py                 # rewrites the integration_step_cost section
     python benchmarks/integration_step_cost.py --quick --no-md
@@ -22,13 +24,14 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 import transformers as tf
-from torch.utils.data import DataLoader, TensorDataset
+from transformers import default_data_collator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, header, update_section, write_json
@@ -37,29 +40,8 @@ from videotaf.integrations.transformers import TAFTrainer
 from videotaf.models.tsm import TSM
 
 SECTION = "integration_step_cost"
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 CLASSES, FRAMES, SIZE, BATCH = 4, 8, 32, 8
-
-
-class _HFTimer(tf.TrainerCallback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._t = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._t)
-
-
-class _LTimer(L.Callback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._t = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.times.append(time.perf_counter() - self._t)
 
 
 class _Dicts(torch.utils.data.Dataset):
@@ -73,23 +55,32 @@ class _Dicts(torch.utils.data.Dataset):
         return {"pixel_values": self.pv[i], "labels": i % CLASSES}
 
 
-def hf_step_time(method: str, steps: int, warmup: int) -> float:
-    """Median seconds per optimiser step of the stock Trainer (``plain``) or TAFTrainer (``taf``)."""
+def _optimised(step: Callable[[], None], optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    def run() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        step()
+        optimizer.step()
+
+    return run
+
+
+def hf_steps(method: str) -> Callable[[], None]:
+    """One optimiser step of the stock ``Trainer`` (``plain``) or of ``TAFTrainer``: its ``training_step`` (as
+    the Trainer's loop calls it) and the optimiser it built."""
     torch.manual_seed(0)
     config = tf.VideoMAEConfig(
         image_size=SIZE, num_frames=FRAMES, patch_size=8, tubelet_size=2, hidden_size=48, num_hidden_layers=1,
         num_attention_heads=2, intermediate_size=96, num_labels=CLASSES,
     )  # fmt: skip
-    model = tf.VideoMAEForVideoClassification(config)
     args = tf.TrainingArguments(
-        output_dir=str(ROOT / "runs" / "bench_integration"), per_device_train_batch_size=BATCH, max_steps=steps,
-        save_strategy="no", report_to="none", disable_tqdm=True, logging_strategy="no", use_cpu=not torch.cuda.is_available(),
-    )  # fmt: skip
-    timer = _HFTimer()
-    kwargs = dict(model=model, args=args, train_dataset=_Dicts(BATCH * steps), callbacks=[timer])
+        output_dir=str(ROOT / "runs" / "bench_integration"), report_to="none", use_cpu=not torch.cuda.is_available()
+    )
+    kwargs = dict(model=tf.VideoMAEForVideoClassification(config), args=args)
     trainer = tf.Trainer(**kwargs) if method == "plain" else TAFTrainer(**kwargs, taf=TAFSettings(method=method))
-    trainer.train()
-    return statistics.median(timer.times[warmup:])
+    trainer.current_gradient_accumulation_steps = 1  # what the Trainer's loop sets before each step
+    batch = trainer._prepare_inputs(default_data_collator([_Dicts(BATCH)[i] for i in range(BATCH)]))
+    model = trainer.model.to(args.device).train()
+    return _optimised(lambda: trainer.training_step(model, batch), trainer.create_optimizer())
 
 
 class _Module(TAFMixin, L.LightningModule):
@@ -111,33 +102,43 @@ class _Module(TAFMixin, L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
 
 
-def lightning_step_time(method: str, steps: int, warmup: int) -> float:
-    """Median seconds per training batch of the plain module or the same module with ``taf_step``."""
+def lightning_steps(method: str) -> Callable[[], None]:
+    """One step of the module as Lightning's automatic optimisation runs it: ``training_step``, the backward of
+    the loss it returns, the optimiser (no logger attached: ``self.log`` does nothing)."""
+    module = _Module(method).to(DEVICE).train()
     g = torch.Generator().manual_seed(0)
-    data = TensorDataset(
-        torch.rand(BATCH * steps, FRAMES, 3, SIZE, SIZE, generator=g), torch.arange(BATCH * steps) % CLASSES
+    batch = (
+        torch.rand(BATCH, FRAMES, 3, SIZE, SIZE, generator=g).to(DEVICE),
+        (torch.arange(BATCH) % CLASSES).to(DEVICE),
     )
-    timer = _LTimer()
-    trainer = L.Trainer(
-        max_steps=steps, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-    )  # fmt: skip
-    trainer.fit(_Module(method), DataLoader(data, batch_size=BATCH))
-    return statistics.median(timer.times[warmup:])
+    return _optimised(lambda: module.training_step(batch, 0).backward(), module.configure_optimizers())
 
 
-def measure(steps: int, warmup: int, reps: int) -> dict:
-    """``{integration: {"plain_s", "taf_s", "ratio", "per_rep"}}`` with the order of plain/TAF alternated."""
+def _timed(step: Callable[[], None]) -> float:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def measure(steps: int, warmup: int) -> dict:
+    """Per integration: plain and TAF steps alternated (so a change of machine load hits both), the median of
+    each after ``warmup`` pairs, and the median of the per-pair ratios."""
     out: dict = {}
-    for name, fn in (("hf_trainer", hf_step_time), ("lightning", lightning_step_time)):
-        per_rep = []
-        for rep in range(reps):
-            order = ("plain", "taf") if rep % 2 == 0 else ("taf", "plain")
-            times = {method: fn(method, steps, warmup) for method in order}
-            per_rep.append({"plain_s": times["plain"], "taf_s": times["taf"], "ratio": times["taf"] / times["plain"]})
-        plain = statistics.median(r["plain_s"] for r in per_rep)
-        taf = statistics.median(r["taf_s"] for r in per_rep)
-        out[name] = {"plain_s": plain, "taf_s": taf, "ratio": taf / plain, "per_rep": per_rep}
+    for name, build in (("hf_trainer", hf_steps), ("lightning", lightning_steps)):
+        plain, taf = build("plain"), build("taf")
+        pairs = [(_timed(plain), _timed(taf)) for _ in range(warmup + steps)][warmup:]
+        p_med, t_med = statistics.median(p for p, _ in pairs), statistics.median(t for _, t in pairs)
+        out[name] = {
+            "plain_s": p_med,
+            "taf_s": t_med,
+            "ratio": t_med / p_med,
+            "pair_ratio_median": statistics.median(t / p for p, t in pairs),
+            "pairs": pairs,
+        }
     return out
 
 
@@ -146,11 +147,11 @@ def markdown(result: dict) -> str:
         "## Step cost inside the trainers (Hugging Face `Trainer`, Lightning)",
         "",
         header(),
-        f"Median of {result['steps'] - result['warmup']} timed steps per run, {result['reps']} runs per row with the "
-        "order of plain and TAF alternated; the fused K = 1 floor is 7/3 = 2.33.",
+        f"{result['steps']} plain and {result['steps']} TAF steps alternated after {result['warmup']} warm-up pairs; "
+        "medians, and the median of the per-pair ratios; the fused K = 1 pass-count floor is 7/3 = 2.33.",
         "",
-        "| trainer | model | plain step, ms | TAF step, ms | TAF / plain |",
-        "|---|---|---|---|---|",
+        "| trainer | model | plain step, ms | TAF step, ms | TAF / plain | per-pair ratio, median |",
+        "|---|---|---|---|---|---|",
     ]
     models = {
         "hf_trainer": "tiny VideoMAE (stock `Trainer` vs `TAFTrainer`)",
@@ -158,28 +159,23 @@ def markdown(result: dict) -> str:
     }
     for name, row in result["results"].items():
         lines.append(
-            f"| {name} | {models[name]} | {1000 * row['plain_s']:.1f} | {1000 * row['taf_s']:.1f} | {row['ratio']:.2f} |"
+            f"| {name} | {models[name]} | {1000 * row['plain_s']:.1f} | {1000 * row['taf_s']:.1f} | "
+            f"{row['ratio']:.2f} | {row['pair_ratio_median']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="4 steps, 1 warm-up, 1 run")
+    p.add_argument("--steps", type=int, default=30, help="timed pairs of steps per integration")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="3 timed pairs, 1 warm-up")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "integration_step_cost.json")
     p.add_argument("--no-md", action="store_true")
     args = p.parse_args()
     if args.quick:
-        args.steps, args.warmup, args.reps = 4, 1, 1
-    result = {
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "reps": args.reps,
-        "results": measure(args.steps, args.warmup, args.reps),
-    }
+        args.steps, args.warmup = 3, 1
+    result = {"steps": args.steps, "warmup": args.warmup, "results": measure(args.steps, args.warmup)}
     write_json(args.out, result)
     print(markdown(result))
     if not args.no_md:

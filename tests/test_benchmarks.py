@@ -257,3 +257,14 @@ def test_train_throughput_runs_plain_and_taf_through_the_engine(tmp_path: Path):
     assert rows["plain"]["clips_per_s"] > 0 and rows["taf"]["clips_per_s"] > 0
     # Time per clip relative to plain: plain's throughput over TAF's (not the other way round).
     assert rows["taf"]["x_plain_time"] == pytest.approx(rows["plain"]["clips_per_s"] / rows["taf"]["clips_per_s"])
+
+
+@pytest.mark.slow
+def test_integration_step_cost_quick_times_both_trainers(tmp_path: Path):
+    out = tmp_path / "integration_step_cost.json"
+    _run("integration_step_cost.py", "--quick", "--out", str(out))
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"hf_trainer", "lightning"}
+    for row in results.values():
+        assert len(row["pairs"]) == 3 and row["plain_s"] > 0 and row["taf_s"] > 0
+        assert row["ratio"] == pytest.approx(row["taf_s"] / row["plain_s"])
