@@ -144,7 +144,7 @@ class TAFTrainer(Trainer):
             args.ddp_find_unused_parameters = False
         super().__init__(model, args, *rest, **kwargs)
         self._objective: Objective | None = None
-        self._loss_sums: dict[str, list[float]] = {}
+        self._loss_sums: dict[str, list[torch.Tensor]] = {}
 
     # ----------------------------------------------------------------------------------------- the step
     def taf_objective(self) -> Objective:
@@ -160,8 +160,7 @@ class TAFTrainer(Trainer):
                 f"pixel_values must be (B, T, 3, H, W) as Hugging Face video models take, got {tuple(pixel_values.shape)}"
             )
         norm = self._view.video.normalize.to(pixel_values.device)  # the view is not the Trainer's to move
-        mean = norm.mean.to(pixel_values.device).view(1, 1, 3, 1, 1)
-        std = norm.std.to(pixel_values.device).view(1, 1, 3, 1, 1)
+        mean, std = norm.mean.view(1, 1, 3, 1, 1), norm.std.view(1, 1, 3, 1, 1)
         return pixel_values.float() * std + mean
 
     def training_step(
@@ -185,7 +184,7 @@ class TAFTrainer(Trainer):
             out = self.taf_objective().step(self._view, self.clips_of(inputs["pixel_values"]), labels.long(), backward)
         losses = step_losses(out)
         for name, value in losses.items():
-            self._loss_sums.setdefault(name, []).append(float(value))
+            self._loss_sums.setdefault(name, []).append(value)  # tensors: no device sync per step
         return losses["total"] * scale
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -194,7 +193,7 @@ class TAFTrainer(Trainer):
             for name in ("clean", "adv", "aux"):
                 values = self._loss_sums.get(name)
                 if values:
-                    mean = torch.tensor(sum(values) / len(values), device=self.args.device)
+                    mean = torch.stack(values).float().mean()
                     logs[f"loss_{name}"] = round(float(self.accelerator.gather(mean).mean()), 4)
             self._loss_sums = {}
         super().log(logs, start_time)
