@@ -28,6 +28,7 @@ and adversarial), so the step runs the single-backward schedule there (``low_mem
 both graphs alive until the one backward) and ``ddp_find_unused_parameters`` defaults to False (True would let
 the second forward mark the clean path's LayerNorms unused). One process keeps the default ``low_memory=True``.
 DataParallel (``n_gpu > 1`` without a launcher) is refused: launch one process per GPU.
+FSDP and DeepSpeed are not supported: their sharded saves and loads bypass the clean/auxiliary split.
 """
 
 from __future__ import annotations
