@@ -227,9 +227,27 @@ def pool_baseline(pool: Pool, sizes: claims.Sizes, work: Path) -> dict[str, Any]
 
 
 def arm_row(entry: dict[str, Any]) -> dict[str, Any]:
-    """One arm against plain: the seed CI, the clip CI, the MDD, McNemar's p and the verdict."""
+    """One arm against plain: the seed CI, the clip CI, the MDD, McNemar's p, the verdict and its seed count."""
     row = regimes.delta(entry)
     row["mcnemar_p"] = entry["mcnemar"]["p_value"]
+    row["n_seeds"] = entry["delta_top1"]["n"]
+    return row
+
+
+def add_seeds(pool: Pool, base_sizes: claims.Sizes, work: Path, seeds: int, labels: list[str], row: dict) -> dict:
+    """More paired seeds for some arms of a finished pool (``--more-seeds``): ``plain`` and ``labels`` compared
+    over ``seeds`` seeds (finished runs reused, only the new seeds trained; outputs in ``<pool>/seeds<n>``); their
+    rows in the pool's ``row`` are replaced, the other arms keep theirs."""
+    sizes = pool.sizes(base_sizes)
+    base = pool_baseline(pool, sizes, work)
+    arms = [a for a in pool.arms() if a.label == "plain" or a.label in labels]
+    settings = claims.compare_settings(
+        base["checkpoint"], sizes, arms, seeds, "config", work / pool.name, base["subset"]
+    )
+    _, result = claims.run_arms(settings, work / pool.name / f"seeds{seeds}")
+    for label, entry in result["methods"].items():
+        row["arms"][label] = arm_row(entry)
+        log(f"{pool.name} {label} - plain over {seeds} seeds {regimes.fmt_delta(row['arms'][label])}")
     return row
 
 
@@ -332,7 +350,8 @@ def markdown(result: dict[str, Any]) -> str:
         for i, (label, a) in enumerate(r["arms"].items()):
             lead = [r["pool"]["name"], r["pool"]["label"], head, f"{r['plain_top1']['mean']:.1f}", str(r["n_seeds"])]
             cells = lead if i == 0 else [""] * 5
-            lines.append("| " + " | ".join([*cells, label, fmt_arm(a), f"{a['mdd']:.2f}", a["verdict"]]) + " |")
+            arm = label if a.get("n_seeds", r["n_seeds"]) == r["n_seeds"] else f"{label} ({a['n_seeds']} seeds)"
+            lines.append("| " + " | ".join([*cells, arm, fmt_arm(a), f"{a['mdd']:.2f}", a["verdict"]]) + " |")
     lines += ["", "Mechanism (the baseline in training mode with the training view; TA eps 64/255, K 1):", ""]
     lines += [
         "| TAF arm | TA layer (map) | train-mode top-1 | target = label % | CE clean -> TA | L_C clean -> TA | CAM peak share | CAM entropy | TA shift (TV) | TAF - plain |",
@@ -364,6 +383,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=None, help="paired seeds per pool (default 3; quick 2)")
     p.add_argument("--clips", type=int, default=None, help="clips for the mechanism figures (default 180; quick 8)")
     p.add_argument("--work", type=Path, help="data, baselines and runs (default runs/networks)")
+    p.add_argument("--more-seeds", type=int, help="rerun finished pools' --arms over this many seeds (reuses runs)")
+    p.add_argument("--arms", nargs="+", default=["taf"], help="arms --more-seeds adds seeds to (default taf)")
     p.add_argument("--report", action="store_true", help="join the finished pools' JSON into the report")
     p.add_argument("--no-md", action="store_true", help="do not rewrite the networks section of BENCHMARKS.md")
     p.add_argument("--results", type=Path, help="per-pool JSON folder (default benchmarks/results/networks[_quick])")
@@ -399,7 +420,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work: Path = args.work or ROOT / "runs" / ("networks_quick" if args.quick else "networks")
     work.mkdir(parents=True, exist_ok=True)
     for name in args.pools or list(POOLS):
-        row = run_pool(POOLS[name], sizes, work, seeds, clips)
+        if args.more_seeds:
+            row = json.loads((results / f"{name}.json").read_text())
+            row = add_seeds(POOLS[name], sizes, work, args.more_seeds, args.arms, row)
+        else:
+            row = run_pool(POOLS[name], sizes, work, seeds, clips)
         write_json(results / f"{name}.json", row)
     return report(results, args.quick, not args.no_md)
 

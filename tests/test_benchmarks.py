@@ -281,3 +281,13 @@ def test_networks_quick_runs_pools_and_the_mechanism(tmp_path: Path):
         assert abs(mech["target_is_label"] - (100.0 - mech["train_mode_top1"])) < 1e-6
         assert mech["lc_adv"] >= 0.0 and mech["ce_clean"] > 0.0
     assert res["correlations"]["n"] == 4 and set(res["correlations"]["r"]) >= {"train-mode top-1"}
+
+
+def test_integration_step_cost_quick_times_both_trainers(tmp_path: Path):
+    out = tmp_path / "integration_step_cost.json"
+    _run("integration_step_cost.py", "--quick", "--out", str(out))
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"hf_trainer", "lightning"}
+    for row in results.values():
+        assert len(row["pairs"]) == 3 and row["plain_s"] > 0 and row["taf_s"] > 0
+        assert row["ratio"] == pytest.approx(row["taf_s"] / row["plain_s"])

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("videotaf.config",)),
     ("engine", ("videotaf.engine",)),
     ("analysis", ("videotaf.analysis",)),
+    ("integrations", ("videotaf.integrations",)),
     ("app", ("videotaf.demo", "videotaf.cli", "videotaf.cliargs", "videotaf.__main__", "videotaf")),
 ]
 # Command modules register CLI subcommands: they belong to the app layer wherever they live.

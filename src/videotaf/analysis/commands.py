@@ -1,4 +1,4 @@
-"""Subcommands of the analysis layer (see ``videotaf.cli``): robustness, analyze, cam, report.
+"""Subcommands of the analysis layer (see ``videotaf.cli``): compare, verdict, robustness, analyze, cam, report.
 
 Examples::
 
@@ -33,10 +33,11 @@ from tqdm import tqdm
 
 from videotaf.analysis.attention import analyze_attention
 from videotaf.analysis.clipcache import ClipCache, estimate_bytes
-from videotaf.analysis.compare import CompareSettings, parse_method, prepare_out_dir, run_compare
+from videotaf.analysis.compare import CompareSettings, parse_method, prepare_out_dir, run_compare, write_outputs
 from videotaf.analysis.corruptions import CORRUPTIONS, SEVERITIES
 from videotaf.analysis.figures import cam_figure, cam_rows
 from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
+from videotaf.analysis.predictions import predictions_verdict, read_predictions
 from videotaf.analysis.report import build_report
 from videotaf.analysis.robust_compare import robustness_compare_markdown
 from videotaf.analysis.robustness import SUITES, evaluate_robustness, resolve_corruptions, write_robustness
@@ -414,9 +415,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verdict(args: argparse.Namespace) -> int:
+    check_output(args.out / "compare.json", overwrite=args.overwrite)
+    records = [r for path in args.predictions for r in read_predictions(path)]
+    names = args.classes.read_text().splitlines() if args.classes is not None else None
+    result = predictions_verdict(records, args.control, class_names=names, n_boot=args.n_boot)
+    result["predictions"] = [str(p) for p in args.predictions]
+    write_outputs(result, args.out)
+    print(format_markdown(result))
+    print(f"wrote {args.out / 'compare.json'}, compare.md and compare.png")
+    return 0
+
+
+def _register_verdict(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "verdict",
+        help="compare's table, CIs and verdict from per-clip predictions your own trainer wrote",
+        description="Score per-clip predictions (CSV header clip_id,label,prediction,seed,method, or a JSON list of "
+        "such objects; one row per clip per run) with the statistics of videotaf compare. Writes OUT/compare.json, "
+        "compare.md and compare.png.",
+    )
+    p.add_argument("predictions", nargs="+", type=Path, metavar="FILE", help="predictions files (.csv or .json)")
+    p.add_argument("--control", default=None, help="the control method (default: the first method in the files)")
+    p.add_argument("--classes", type=Path, default=None, metavar="FILE", help="class names, one per line, in id order")
+    p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--out", type=Path, required=True, help="output directory (compare.json, .md, .png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/compare.json")
+    p.set_defaults(func=holding_out(_cmd_verdict))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``compare``, ``robustness``, ``analyze``, ``cam`` and ``report``; each sets ``func(args) -> int``."""
+    """Add ``compare``, ``verdict``, ``robustness``, ``analyze``, ``cam`` and ``report``; each sets
+    ``func(args) -> int``."""
     _register_compare(subparsers)
+    _register_verdict(subparsers)
     _register_robustness(subparsers)
     _register_analyze(subparsers)
     _register_cam(subparsers)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
-__all__ = ["CATALOG", "SynthClass", "synthesize", "render_clip", "write_video", "MAX_CLASSES"]
+__all__ = ["CATALOG", "SynthClass", "synthesize", "synth_clips", "render_clip", "write_video", "MAX_CLASSES"]
 
 FPS = 12
 VIDEOS_DIR = "20bn-something-something-v2"
@@ -229,6 +230,37 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = FPS, cod
     return path
 
 
+def synth_clips(
+    num_classes: int = 8,
+    per_class: int = 24,
+    num_frames: int = 16,
+    size: int = 64,
+    seed: int = 0,
+    split: str = "train",
+    nuisance: float = 1.0,
+) -> Iterator[tuple[int, np.ndarray, dict]]:
+    """The clips of one split of :func:`synthesize`, rendered in memory and in the same order, without encoding.
+
+    Yields ``(class id, uint8 frames (num_frames, size, size, 3), metadata)``; class ids are those of the labels
+    file :func:`synthesize` writes (class names of the first ``num_classes`` of :data:`CATALOG`, alphabetical).
+    For in-memory datasets (tests, the examples); the WebM files of :func:`synthesize` hold the same frames up to
+    VP9's loss.
+    """
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    split_no = 0 if split == "train" else 1
+    chosen = list(CATALOG[:num_classes])
+    classes = sorted(c.name for c in chosen)
+    by_name = {c.name: c for c in chosen}
+    order = [(ci, k) for k in range(per_class) for ci in range(num_classes)]
+    perm = np.random.default_rng([seed, 7, split_no]).permutation(len(order))
+    for j in perm:
+        ci, k = order[int(j)]
+        rng = np.random.default_rng([seed, split_no, ci, k])
+        frames, info = render_clip(rng, by_name[classes[ci]], num_frames, size, nuisance)
+        yield ci, frames, info
+
+
 def synthesize(
     out_dir: str | os.PathLike,
     num_classes: int = 8,
@@ -270,15 +302,10 @@ def synthesize(
 
     meta: dict[str, dict] = {}
     next_id = 1
-    for split_no, (split, per_class) in enumerate((("train", train_per_class), ("validation", val_per_class))):
-        order = [(ci, k) for k in range(per_class) for ci in range(num_classes)]
-        perm = np.random.default_rng([seed, 7, split_no]).permutation(len(order))
+    for split, per_class in (("train", train_per_class), ("validation", val_per_class)):
         entries = []
-        for j in perm:
-            ci, k = order[int(j)]
+        for ci, frames, info in synth_clips(num_classes, per_class, num_frames, size, seed, split, nuisance):
             cls = by_name[classes[ci]]
-            rng = np.random.default_rng([seed, split_no, ci, k])
-            frames, info = render_clip(rng, cls, num_frames, size, nuisance)
             vid = str(next_id)
             next_id += 1
             write_video(videos / f"{vid}.webm", frames)

@@ -237,19 +237,23 @@ def processor_mean_std(path: str | Path) -> tuple[tuple[float, ...], tuple[float
         file = Path(path) / name
         if not file.is_file():
             continue
-        cfg = json.loads(file.read_text())
-        if "image_mean" not in cfg or "image_std" not in cfg:
-            return None
-        mean = cfg["image_mean"] if cfg.get("do_normalize", True) else [0.0, 0.0, 0.0]
-        std = cfg["image_std"] if cfg.get("do_normalize", True) else [1.0, 1.0, 1.0]
-        mean = [float(mean)] * 3 if isinstance(mean, (int, float)) else [float(m) for m in mean]
-        std = [float(std)] * 3 if isinstance(std, (int, float)) else [float(s) for s in std]
-        scale = 255.0 * float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 255.0
-        # ViViT's processors map [0, 255] to [-1, 1]: the offset is their own (``offset`` key or implicit).
-        vivit = "vivit" in str(cfg.get("image_processor_type", cfg.get("video_processor_type", ""))).lower()
-        offset = 1.0 if cfg.get("offset", vivit) and cfg.get("do_rescale", True) else 0.0
-        return tuple((offset + m) / scale for m in mean), tuple(s / scale for s in std)
+        return processor_dict_mean_std(json.loads(file.read_text()))
     return None
+
+
+def processor_dict_mean_std(cfg: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """:func:`processor_mean_std` of a processor's settings (``processor.to_dict()`` or its saved JSON)."""
+    if "image_mean" not in cfg or "image_std" not in cfg:
+        return None
+    mean = cfg["image_mean"] if cfg.get("do_normalize", True) else [0.0, 0.0, 0.0]
+    std = cfg["image_std"] if cfg.get("do_normalize", True) else [1.0, 1.0, 1.0]
+    mean = [float(mean)] * 3 if isinstance(mean, (int, float)) else [float(m) for m in mean]
+    std = [float(std)] * 3 if isinstance(std, (int, float)) else [float(s) for s in std]
+    scale = 255.0 * float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 255.0
+    # ViViT's processors map [0, 255] to [-1, 1]: the offset is their own (``offset`` key or implicit).
+    vivit = "vivit" in str(cfg.get("image_processor_type", cfg.get("video_processor_type", ""))).lower()
+    offset = 1.0 if cfg.get("offset", vivit) and cfg.get("do_rescale", True) else 0.0
+    return tuple((offset + m) / scale for m in mean), tuple(s / scale for s in std)
 
 
 @register_model("hf")
