@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import claims
 import regimes
-from _common import ROOT, update_section, write_json
+from _common import ROOT, header, update_section, write_json
 from videotaf.analysis.compare import MethodSpec
 from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
 from videotaf.bn import frozen_bn_stats
@@ -338,9 +338,32 @@ def fmt_arm(a: dict[str, Any]) -> str:
     return f"{regimes.fmt_delta(a)}, clips {claims.ci_text(a['clip_ci95'])}, p {p:.2g}" if p is not None else "-"
 
 
+def intro(result: dict[str, Any]) -> list[str]:
+    """Commands, machine, date, the data and protocol, and each pool's wall time."""
+    rows = result["pools"]
+    commands = sorted({r["command"] for r in rows if "command" in r})
+    sz = rows[0]["sizes"] if rows else {}
+    walls = ", ".join(f"{r['pool']['name']} {r['wall_s'] / 60:.0f} min" for r in rows)
+    return [
+        "Commands (each pool's JSON written by one of them; then `--report` joins them): "
+        + "; ".join(f"`{c}`" for c in commands)
+        + "  ",
+        header().split("  \n", 1)[1].rstrip("\n"),
+        "",
+        f"Synthetic long-term-motion data ({sz.get('classes')} classes, {sz.get('train_per_class')} training and "
+        f"{sz.get('val_per_class')} validation clips per class, {sz.get('video_size')} px, {sz.get('num_frames')} "
+        f"frames); baselines from scratch ({sz.get('epochs')} epochs, SGD {sz.get('lr')}, x0.1 at "
+        f"{sz.get('milestones')}); every pool one `videotaf compare` ({sz.get('finetune_epochs')} epochs, x0.1 "
+        f"after {sz.get('finetune_decay')}, LR restarted at {sz.get('finetune_lr')}), paired seeds. Differences in "
+        "pp, arm top-1 minus plain, Student t 95 % CI over seeds, then the paired bootstrap CI over clips and "
+        f"McNemar's p; the verdict needs both intervals to agree. Wall time per pool (2 processes on 2 cores): {walls}.",
+        "",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     rows = result["pools"]
-    lines = [
+    lines = intro(result) + [
         "| pool | network, view | baseline train / val (gap) | plain top-1 | seeds | arm | arm - plain, pp [95 % CI seeds], [clips], McNemar p | MDD | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
