@@ -5,5 +5,5 @@ Modules: :mod:`~videotaf.engine.train` (``fit``, ``train_one_epoch``), :mod:`~vi
 :mod:`~videotaf.engine.checkpoint` (atomic, weights-only checkpoints; ``load_model``; ``export``),
 :mod:`~videotaf.engine.distributed` (torchrun, samplers, BN statistics), :mod:`~videotaf.engine.logs`,
 :mod:`~videotaf.engine.builders`, :mod:`~videotaf.engine.allocator` (CPU memory reuse),
-:mod:`~videotaf.engine.commands` (the CLI subcommands).
+:mod:`~videotaf.cli.engine` (the CLI subcommands).
 """
