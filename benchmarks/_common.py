@@ -35,7 +35,10 @@ def machine() -> str:
 
 
 def command_line() -> str:
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    """The command that reran this benchmark: ``python -m benchmarks.<name> ARGS`` (the script path otherwise)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    script = ["-m", spec.name] if spec is not None else [os.path.relpath(sys.argv[0], ROOT)]
+    return "python " + " ".join(shlex.quote(a) for a in [*script, *sys.argv[1:]])
 
 
 def header() -> str:

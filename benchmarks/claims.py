@@ -17,9 +17,9 @@ epochs; alpha 0.7, eps 64/255, step 32/255, K 1, N = T), built exactly as ``vide
 the baseline checkpoint. Every run is an ordinary engine run directory; a run whose ``eval.json`` exists (with
 the same config) is reused, an interrupted one is resumed, so re-running the script only does what is missing.
 
-    python benchmarks/claims.py --quick                 # the whole pipeline at toy size (20 s idle, 6 min busy)
-    python benchmarks/claims.py                         # full mode (about 30 min on 2 idle cores)
-    python benchmarks/claims.py --work runs/claims --seeds 5 --finetune-epochs 9
+    python -m benchmarks.claims --quick                 # the whole pipeline at toy size (20 s idle, 6 min busy)
+    python -m benchmarks.claims                         # full mode (about 30 min on 2 idle cores)
+    python -m benchmarks.claims --work runs/claims --seeds 5 --finetune-epochs 9
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import dataclasses
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,9 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import ROOT, header, update_section, write_json
+from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.analysis import stats
 from videotaf.analysis.attention import analyze_attention
 from videotaf.analysis.compare import CompareSettings, MethodSpec, PlannedRun, plan_runs, run_compare

@@ -14,15 +14,14 @@ Plain and TAF steps alternate, so a change of machine load hits both; the first 
 and the medians and the median per-pair ratio are reported. The pass-count floor of the fused K = 1 step is 7/3
 of a plain step (``videotaf.objective``).
 
-    python benchmarks/integration_step_cost.py                 # rewrites the integration_step_cost section
-    python benchmarks/integration_step_cost.py --quick --no-md
+    python -m benchmarks.integration_step_cost                 # rewrites the integration_step_cost section
+    python -m benchmarks.integration_step_cost --quick --no-md
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +32,7 @@ import torch.nn.functional as F
 import transformers as tf
 from transformers import default_data_collator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json
+from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.integrations.lightning import TAFMixin, TAFSettings
 from videotaf.integrations.transformers import TAFTrainer
 from videotaf.models.tsm import TSM

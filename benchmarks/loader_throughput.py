@@ -5,7 +5,7 @@ frame indices) are read twice: once by a plain loop that only decodes the sample
 Pillow (JPEG) and once through the dataset (counting, sampling, decoding, crop/resize, float conversion) and a
 ``DataLoader`` (batching). The ratio dataset/raw shows the overhead of the data layer (target >= 0.9).
 
-    python benchmarks/loader_throughput.py [--out JSON] [--synth DIR] [--repeats 3] [--rounds 3] [--workers 0]
+    python -m benchmarks.loader_throughput [--out JSON] [--synth DIR] [--repeats 3] [--rounds 3] [--workers 0]
 
 Writes JSON (default benchmarks/results/loader_throughput.json) and the "loader" section of BENCHMARKS.md.
 
@@ -15,7 +15,6 @@ Not a test: numbers depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +25,10 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader
 
+from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.data import FileList, SomethingV2
 from videotaf.data.decode import detect_frame_template, draft_request
 from videotaf.data.synth import synthesize
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json
 
 FIXTURES = ROOT / "tests" / "data" / "real"  # real camera footage, Apache-2.0 (see its NOTICE.md)
 

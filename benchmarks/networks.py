@@ -32,10 +32,10 @@ Each pool writes ``benchmarks/results/networks/<pool>.json``; ``--report`` joins
 mechanism figure with TAF - plain across arms. Two processes with one thread each use two cores better than one
 with two threads at these sizes:
 
-    python benchmarks/networks.py --quick                         # every pool at toy size (about 2 min)
-    python benchmarks/networks.py --pools s16 s32 --threads 1 &   # the study, in two processes
-    python benchmarks/networks.py --pools s16_crop s32_crop --threads 1
-    python benchmarks/networks.py --report
+    python -m benchmarks.networks --quick                         # every pool at toy size (about 2 min)
+    python -m benchmarks.networks --pools s16 s32 --threads 1 &   # the study, in two processes
+    python -m benchmarks.networks --pools s16_crop s32_crop --threads 1
+    python -m benchmarks.networks --report
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +52,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import claims
-import regimes
-from _common import ROOT, header, update_section, write_json
+from benchmarks import claims, regimes
+from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.analysis.compare import MethodSpec
 from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
 from videotaf.bn import frozen_bn_stats
@@ -345,7 +341,8 @@ def intro(result: dict[str, Any]) -> list[str]:
     sz = rows[0]["sizes"] if rows else {}
     walls = ", ".join(f"{r['pool']['name']} {r['wall_s'] / 60:.0f} min" for r in rows)
     return [
-        "Commands (each pool's JSON written by one of them; then `--report` joins them): "
+        "Commands as run, before `benchmarks` became a package (today: `python -m benchmarks.networks ...`); each "
+        "pool's JSON was last written by one of them, then `--report` joined them: "
         + "; ".join(f"`{c}`" for c in commands)
         + "  ",
         header().split("  \n", 1)[1].rstrip("\n"),

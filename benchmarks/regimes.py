@@ -23,9 +23,9 @@ Runs are shared with the claims benchmark (same ``--work``): a cell whose arms e
 every finished run is reused, an interrupted one resumed. Outputs: ``benchmarks/results/regimes.json``, the
 ``regimes`` section of BENCHMARKS.md, and each cell's ``compare.json/md/png`` under ``WORK/regimes/<cell>/``.
 
-    python benchmarks/regimes.py --quick                # every cell at toy size (about 2 min)
-    python benchmarks/regimes.py                        # the study (shares runs/claims with claims.py)
-    python benchmarks/regimes.py --cells centre cam_4x4 --seeds 3
+    python -m benchmarks.regimes --quick                # every cell at toy size (about 2 min)
+    python -m benchmarks.regimes                        # the study (shares runs/claims with claims.py)
+    python -m benchmarks.regimes --cells centre cam_4x4 --seeds 3
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +41,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import claims
-from _common import ROOT, header, update_section, write_json
+from benchmarks import claims
+from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.analysis.attention import analyze_attention
 from videotaf.analysis.compare import MethodSpec
 from videotaf.data import build_dataset

@@ -15,15 +15,15 @@ On the CPU each model is measured twice, each time in a fresh process: with glib
 unmaps every freed block above 32 MiB so that the next step faults its activations in again, and with freed
 memory kept for reuse (``videotaf.engine.allocator.keep_freed_memory``, what ``videotaf train`` does on the CPU).
 
-    python benchmarks/step_cost.py                 # small TSM and TSM-R50 on the CPU, updates BENCHMARKS.md
-    python benchmarks/step_cost.py --quick         # a smoke run
-    python benchmarks/step_cost.py --device cuda --amp --models tsm_r50_224 --batch 8
-    python benchmarks/step_cost.py --models videomae_small --no-md --out benchmarks/results/step_cost_videomae.json
+    python -m benchmarks.step_cost                 # small TSM and TSM-R50 on the CPU, updates BENCHMARKS.md
+    python -m benchmarks.step_cost --quick         # a smoke run
+    python -m benchmarks.step_cost --device cuda --amp --models tsm_r50_224 --batch 8
+    python -m benchmarks.step_cost --models videomae_small --no-md --out benchmarks/results/step_cost_videomae.json
 
 ``videomae_small`` is a random ViT-Tiny-sized VideoMAE (hidden 192, 4 layers, 3 heads, patch 16, tubelet 2; needs
 the ``hf`` extra) with auxiliary LayerNorms for TAF (``convert_dual_norm``): the transformer row.
 
-    python benchmarks/step_cost.py --models tsm_small tsm_r50_112 --batch 4 --reps 12 \
+    python -m benchmarks.step_cost --models tsm_small tsm_r50_112 --batch 4 --reps 12 \
         --schedules plain taf_k1 taf_k1_frac25 taf_k1_lowmem --section step_cost_cheaper \
         --out benchmarks/results/step_cost_cheaper.json            # the cheaper steps (fraction 0.25: 1 clip of 4)
 """
@@ -42,8 +42,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import ROOT, UNITS, count_passes, header, update_section, write_json
+from benchmarks._common import ROOT, UNITS, count_passes, header, update_section, write_json
 from videotaf.bn import convert_dual_norm
 from videotaf.engine.allocator import keep_freed_memory
 from videotaf.models import build
@@ -378,8 +377,10 @@ def measure_both_allocators(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for memory in ("default", "keep"):
             out = Path(tmp) / f"{memory}.json"
-            cmd = [sys.executable, __file__, *forwarded, "--cpu-memory", memory, "--no-md", "--out", str(out)]
-            subprocess.run(cmd, check=True)
+            cmd = [sys.executable, "-m", "benchmarks.step_cost", *forwarded]
+            cmd += ["--cpu-memory", memory, "--no-md", "--out", str(out)]
+            # From the root, where the package is; every path forwarded is absolute (ROOT-based defaults, tmp).
+            subprocess.run(cmd, check=True, cwd=ROOT)
             payloads.append(json.loads(out.read_text()))
     write_json(args.out, {"runs": payloads})
     if not args.no_md:

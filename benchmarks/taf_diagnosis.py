@@ -7,21 +7,19 @@ classic Grad-CAM), N of Eq. (4)-(5) (T/2 and T/4 instead of T), the target-label
 Eq. (3) with ``max - min``, and the BN routing (``ce_adv`` vs ``advprop`` in claims.json covers CE; here TA with
 a larger alpha share of adversarial clips, alpha 0.3).
 
-    python benchmarks/taf_diagnosis.py [--work runs/claims] [--claims benchmarks/results/claims.json]
+    python -m benchmarks.taf_diagnosis [--work runs/claims] [--claims benchmarks/results/claims.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json
+from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.config import apply_overrides, config_from_dict
 from videotaf.engine.train import fit_or_reuse
 

@@ -6,8 +6,8 @@ end-of-epoch evaluation, the way ``videotaf finetune`` runs. The figure is the e
 the last epoch (the first epochs warm up caches and, on a GPU, cuDNN's autotuner), best over ``--rounds`` rounds
 that alternate the methods.
 
-    python benchmarks/train_throughput.py                  # CPU: small TSM, 64 px videos, 56 px crops
-    python benchmarks/train_throughput.py --device cuda --amp --model tsm_r50 --size 256 --crop 224 \\
+    python -m benchmarks.train_throughput                  # CPU: small TSM, 64 px videos, 56 px crops
+    python -m benchmarks.train_throughput --device cuda --amp --model tsm_r50 --size 256 --crop 224 \\
         --batch 16 --workers 8 --train-per-class 32       # the GPU question of the benchmark issue
 
 Writes JSON (default benchmarks/results/train_throughput[_cuda].json) and the "train_throughput" section of
@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, update_section, write_json
+from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.config import apply_overrides, config_from_dict
 from videotaf.data.synth import synthesize
 

@@ -16,8 +16,8 @@ Every seed has its own initialisation, baseline and data order; a method's diffe
 per seed (same baseline), as mean +- sd over seeds, and called a difference only when all seeds agree in sign and
 the mean exceeds twice the standard error; otherwise it is within noise.
 
-    python benchmarks/transformer_taf.py                  # 3 seeds, rewrites the transformer_taf section
-    python benchmarks/transformer_taf.py --quick --no-md  # smoke run
+    python -m benchmarks.transformer_taf                  # 3 seeds, rewrites the transformer_taf section
+    python -m benchmarks.transformer_taf --quick --no-md  # smoke run
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,7 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCHMARKS_MD, ROOT, header, update_section, write_json
+from benchmarks._common import BENCHMARKS_MD, ROOT, header, update_section, write_json
 from videotaf.config import Config, config_from_dict
 
 METHODS = {

@@ -1,18 +1,18 @@
-"""``benchmarks/_common.py`` for the tests (``benchmarks/`` is not a package): the pass counter behind the cost
-floors, loaded once under one module name."""
+"""The ``benchmarks`` package for the tests (the repository root is on pytest's ``pythonpath``): the pass counter
+behind the cost floors (``benchmarks._common``) and a runner of the scripts as ``python -m benchmarks.<name>``."""
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import _common as common
 
-if "benchmarks_common" in sys.modules:
-    common = sys.modules["benchmarks_common"]
-else:
-    _spec = importlib.util.spec_from_file_location("benchmarks_common", ROOT / "benchmarks" / "_common.py")
-    assert _spec is not None and _spec.loader is not None
-    common = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(common)
+ROOT = common.ROOT
+
+
+def run_script(name: str, *args: str) -> None:
+    """Run ``python -m benchmarks.<name> ARGS --no-md`` from the root, as the docs say; BENCHMARKS.md untouched."""
+    before = (ROOT / "BENCHMARKS.md").read_bytes()
+    subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args, "--no-md"], check=True, cwd=ROOT)
+    assert (ROOT / "BENCHMARKS.md").read_bytes() == before

@@ -554,7 +554,7 @@ def test_report_with_missing_files_still_has_every_section(tmp_path: Path) -> No
 @pytest.fixture()
 def fake_engine(monkeypatch: pytest.MonkeyPatch):
     """load_model -> a TinyNet; the evaluation dataset -> 3 random clips (no files, no data layer config)."""
-    import videotaf.analysis.commands as commands
+    import videotaf.cli.analysis as commands
 
     def load_model(path, map_location="cpu"):
         return TinyNet(3, 4, seed=len(str(path))).eval(), {}

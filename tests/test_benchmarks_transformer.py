@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(script: str, *args: str) -> None:
-    before = (ROOT / "BENCHMARKS.md").read_bytes()
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-md"], check=True, cwd=ROOT)
-    assert (ROOT / "BENCHMARKS.md").read_bytes() == before
+from bench_common import run_script
 
 
 @pytest.mark.slow
@@ -34,7 +26,7 @@ def test_step_cost_videomae_row(tmp_path: Path):
         "--batch",
         "1",
     ]
-    _run("step_cost.py", *args, "--out", str(out))
+    run_script("step_cost", *args, "--out", str(out))
     rows = json.loads(out.read_text())["results"]["videomae_small"]["rows"]
     # The fused K = 1 step keeps the clean and the adversarial graph until its one backward, as for the CNNs.
     assert rows["taf_k1"]["memory_ratio"] == pytest.approx(2.0, abs=0.02)
@@ -43,7 +35,7 @@ def test_step_cost_videomae_row(tmp_path: Path):
 @pytest.mark.slow
 def test_transformer_taf_quick(tmp_path: Path):
     out = tmp_path / "tt.json"
-    _run("transformer_taf.py", "--quick", "--seeds", "2", "--work", str(tmp_path / "work"), "--out", str(out))
+    run_script("transformer_taf", "--quick", "--seeds", "2", "--work", str(tmp_path / "work"), "--out", str(out))
     res = json.loads(out.read_text())
     assert set(res["methods"]) == {"plain", "taf_shared", "taf_aux_ln"} and res["seeds"] == [0, 1]
     assert all(len(m["per_seed_top1"]) == 2 for m in res["methods"].values())

@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-import videotaf.analysis.commands as commands
 import videotaf.attack as attack_mod
 import videotaf.cam as cam_module
+import videotaf.cli.analysis as commands
 from engine_toys import toy_config, toy_datasets
 from videotaf.attack import CrossEntropyAugmentation, TAOptions, TemporalAdversarialAugmentation
 from videotaf.cam import (

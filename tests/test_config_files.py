@@ -78,8 +78,8 @@ def test_table1_rows_follow_their_protocol(ds, stem, frames):
 
 
 def test_synthetic_configs_match_the_demo():
+    from videotaf.cli.demo import FULL, baseline_config
     from videotaf.config import config_to_dict
-    from videotaf.demo import FULL, baseline_config
     from videotaf.engine.finetune import finetune_config
 
     yaml_cfg = load_config(CONFIGS / "synthetic" / "tsm_tiny.yaml")

@@ -79,14 +79,14 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
 
     # the synthesised data is reused too (same settings)
     stamp = (out / "data" / "synth_meta.json").stat().st_mtime_ns
-    from videotaf.demo import QUICK, _ensure_data
+    from videotaf.cli.demo import QUICK, _ensure_data
 
     _ensure_data(out / "data", QUICK, 0)
     assert (out / "data" / "synth_meta.json").stat().st_mtime_ns == stamp
 
 
 def test_format_table_aligns_columns():
-    from videotaf.demo import format_table
+    from videotaf.cli.demo import format_table
 
     row = {"top1": 50.0, "top5": 90.0, "long_term_top1": None, "train_top1": 75.0, "gap": 25.0}
     lines = format_table({"a": row, "bb": {**row, "long_term_top1": 12.5}}).splitlines()

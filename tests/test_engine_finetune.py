@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from engine_toys import toy_config, toy_datasets
+from videotaf.cli.engine import cmd_finetune, register
 from videotaf.config import ConfigError, config_to_dict
 from videotaf.engine.checkpoint import load_checkpoint
-from videotaf.engine.commands import cmd_finetune, register
 from videotaf.engine.finetune import AttackSettings, finetune_config, finetune_lr, saved_lr
 from videotaf.engine.runs import prepare_run_dir, run_status, same_config
 from videotaf.engine.train import fit, fit_or_reuse
@@ -75,8 +75,8 @@ def test_cli_finetune_builds_the_protocol_config(tmp_path: Path, monkeypatch: py
     fit(base, datasets_fn=toy_datasets)
     ckpt = base_dir / "checkpoints" / "last.pt"
     seen = {}
-    monkeypatch.setattr("videotaf.engine.commands.fit", lambda cfg, **kw: seen.setdefault("cfg", cfg))
-    monkeypatch.setattr("videotaf.engine.commands._subset", lambda path, cfg: None)
+    monkeypatch.setattr("videotaf.cli.engine.fit", lambda cfg, **kw: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr("videotaf.cli.engine._subset", lambda path, cfg: None)
     args = _parse(
         ["finetune", "--checkpoint", str(ckpt), "--method", "advprop", "--epochs", "3", "--decay-after", "2"]
         + ["--eps", "4/255", "--out", str(tmp_path / "ft"), "--set", "optim.lr=0.002"]

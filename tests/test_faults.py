@@ -31,8 +31,8 @@ import pytest
 import torch
 import yaml
 
-import videotaf.analysis.commands as analysis_commands
-import videotaf.engine.commands as engine_commands
+import videotaf.cli.analysis as analysis_commands
+import videotaf.cli.engine as engine_commands
 import videotaf.io as vio
 from fault_toys import (
     DAMAGES,

@@ -9,8 +9,8 @@ import torch
 import videotaf.analysis.attention as attention_mod
 import videotaf.analysis.figures as figures_mod
 from engine_toys import TinyNet, toy_config, toy_datasets
-from videotaf.analysis.commands import _target_rule
 from videotaf.attack import TAOptions, TemporalAdversarialAugmentation, random_other_labels, select_targets
+from videotaf.cli.analysis import _target_rule
 from videotaf.config import ConfigError, load_config, save_config, with_overrides
 from videotaf.engine import checkpoint as ck
 from videotaf.engine.runs import next_step

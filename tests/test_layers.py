@@ -24,10 +24,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("videotaf.engine",)),
     ("analysis", ("videotaf.analysis",)),
     ("integrations", ("videotaf.integrations",)),
-    ("app", ("videotaf.demo", "videotaf.cli", "videotaf.cliargs", "videotaf.__main__", "videotaf")),
+    # The command line (every subcommand, the demo) lives in one package, so each folder holds one layer.
+    ("app", ("videotaf.cli", "videotaf.__main__", "videotaf")),
 ]
-# Command modules register CLI subcommands: they belong to the app layer wherever they live.
-APP_SUFFIX = ".commands"
 
 
 def module_name(path: Path) -> str:
@@ -39,8 +38,6 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> int:
-    if module.endswith(APP_SUFFIX):
-        return len(LAYERS) - 1
     best = None
     for rank, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
@@ -90,6 +87,13 @@ SOURCES = sorted(SRC.rglob("*.py"))
 def test_every_module_has_a_layer():
     for path in SOURCES:
         layer_of(module_name(path))
+
+
+def test_each_package_folder_holds_one_layer():
+    """The folders show the layers: every module of a subpackage sits in that subpackage's layer."""
+    for folder in sorted({p.parent for p in SOURCES if p.parent != SRC}):
+        layers = {LAYERS[layer_of(module_name(p))][0] for p in SOURCES if p.parent == folder}
+        assert len(layers) == 1, f"{folder.relative_to(SRC.parent)} holds modules of layers {sorted(layers)}"
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: module_name(p))
@@ -153,4 +157,4 @@ def test_the_check_catches_an_upward_import(tmp_path: Path):
     found = {n: top for n, _, top in imports_of(probe, "videotaf.models.base")}
     assert found.get("videotaf.engine.train") is False  # found, inside a function, relative form resolved
     assert layer_of("videotaf.engine.train") > layer_of("videotaf.models.base")
-    assert layer_of("videotaf.data.commands") == layer_of("videotaf.cli")
+    assert layer_of("videotaf.cli.data") == layer_of("videotaf.cli") > layer_of("videotaf.data.check")

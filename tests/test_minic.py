@@ -317,7 +317,7 @@ def test_compare_robustness_reads_each_runs_suite_result(tmp_path: Path) -> None
 @pytest.fixture()
 def tiny_cli(monkeypatch: pytest.MonkeyPatch):
     """load_model -> the constant model; the evaluation dataset -> 2 smooth clips of 4 frames at 16 px."""
-    import videotaf.analysis.commands as commands
+    import videotaf.cli.analysis as commands
 
     class Data(torch.utils.data.Dataset):
         def __len__(self) -> int:

@@ -44,7 +44,7 @@ RECORDED: dict[tuple[str, str], str] = {
     ("src/videotaf/engine/finetune.py", "finetune_config"): _OTHER_BRANCH + " (the protocol's keyword options)",
     # The figure reads the loss names item 1 renames; the demo's baseline recipe moves with item 2.
     ("src/videotaf/analysis/figures.py", "loss_curves_figure"): _OTHER_BRANCH,
-    ("src/videotaf/demo.py", "run_demo"): _OTHER_BRANCH,
+    ("src/videotaf/cli/demo.py", "run_demo"): _OTHER_BRANCH,
 }
 
 

@@ -191,8 +191,8 @@ def test_cli_eval_of_an_official_checkpoint_uses_its_family(tmp_path: Path, synt
 
 @pytest.mark.slow
 def test_cli_finetune_of_an_official_checkpoint_uses_its_family(tmp_path: Path, monkeypatch, capsys):
+    from videotaf.cli import engine as commands
     from videotaf.cli import main
-    from videotaf.engine import commands
 
     official = _official_tsm(tmp_path / "tsm.pth")
     path = tmp_path / "ft.yaml"

@@ -4,6 +4,6 @@ Modules: :mod:`~videotaf.engine.train` (``fit``, ``train_one_epoch``), :mod:`~vi
 (LR groups and schedules), :mod:`~videotaf.engine.evaluate` (1-clip centre-crop metrics),
 :mod:`~videotaf.engine.checkpoint` (atomic, weights-only checkpoints; ``load_model``; ``export``),
 :mod:`~videotaf.engine.distributed` (torchrun, samplers, BN statistics), :mod:`~videotaf.engine.logs`,
-:mod:`~videotaf.engine.builders`, :mod:`~videotaf.engine.allocator` (CPU memory reuse),
-:mod:`~videotaf.engine.commands` (the CLI subcommands).
+:mod:`~videotaf.engine.builders`, :mod:`~videotaf.engine.allocator` (CPU memory reuse). Its CLI subcommands
+live in the app layer, :mod:`~videotaf.cli.engine`.
 """

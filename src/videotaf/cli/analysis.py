@@ -44,7 +44,7 @@ from videotaf.analysis.robustness import SUITES, evaluate_robustness, resolve_co
 from videotaf.analysis.stats import format_markdown
 from videotaf.attack import TargetRule
 from videotaf.cam import cam_layer_of, cam_method_names
-from videotaf.cliargs import holding_out, pixel_fraction
+from videotaf.cli.args import holding_out, pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
 from videotaf.engine.finetune import FINETUNE_DECAY_AFTER, FINETUNE_EPOCHS, LR_FROM, AttackSettings

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from videotaf.cliargs import pixel_fraction
+from videotaf.cli.args import pixel_fraction
 from videotaf.config import Config, ConfigError, config_from_dict, load_config, with_overrides
 from videotaf.data import build_dataset
 from videotaf.engine.builders import build_model, class_names_of, load_model, validation_class_names

@@ -42,10 +42,10 @@ from videotaf.errors import TrainingDivergedError, VideotafError
 from videotaf.io import DiskFullError
 
 _COMMAND_MODULES = (
-    "videotaf.engine.commands",
-    "videotaf.data.commands",
-    "videotaf.analysis.commands",
-    "videotaf.demo",
+    "videotaf.cli.engine",
+    "videotaf.cli.data",
+    "videotaf.cli.analysis",
+    "videotaf.cli.demo",
 )
 
 EXIT_BAD_INPUT = 2
