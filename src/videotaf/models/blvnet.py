@@ -17,17 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from videotaf.models.base import BackboneClassifier
-from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 from videotaf.models.layers.tam import TAM
 from videotaf.models.registry import register_family
 from videotaf.models.resnet import BASE_CHANNELS, TemporalBlock, init_conv_bn, resolve_arch, scale_channels
 from videotaf.models.weights import (
     CLASSIFIER_RULES,
     ReferenceAccuracy,
-    WeightsInfo,
     load_backbone_state,
     register_key_scheme,
     register_weights,
+    resnet_release,
 )
 
 # IBM/bLVNet-TAM: ``module.baseline_model.<bLResNet keys>`` (``b_conv0``, ``layer1.big.0...``, ``layer1.tam.prev``,
@@ -191,16 +190,11 @@ class BLVNetTAM(BackboneClassifier):
 blvnet_tam = register_family("blvnet_tam", BLVNetTAM)
 
 register_weights(
-    WeightsInfo(
+    resnet_release(
         "blvnet_tam_release",
         "blvnet_tam",
         "blvnet",
         16,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        "backbone.layer4",
         source="IBM/bLVNet-TAM (f8x2 = 16 input frames)",
         reference=(
             ReferenceAccuracy("Something-Something V1", 16, 46.4, "1 crop x 1 clip"),

@@ -8,17 +8,16 @@ import torch
 from torch import nn
 
 from videotaf.models.base import BackboneClassifier
-from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 from videotaf.models.registry import register_family
 from videotaf.models.resnet import ResNet3dGST
 from videotaf.models.weights import (
     CLASSIFIER_RULES,
     CheckpointMismatchError,
     ReferenceAccuracy,
-    WeightsInfo,
     load_backbone_state,
     register_key_scheme,
     register_weights,
+    resnet_release,
 )
 
 # chenxuluo/GST-video: ``module.base_model.layer1.0.conv2.weight`` (spatial) and ``...Tconv.weight`` (temporal),
@@ -101,16 +100,11 @@ gst_l = register_family("gst_l", GST, beta=1)
 
 _GST_SOURCE = "chenxuluo/GST-video (paper Table: centre crop, 1 clip)"
 register_weights(
-    WeightsInfo(
+    resnet_release(
         "gst_release",
         "gst",
         "gst",
         8,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        "backbone.layer4",
         source=_GST_SOURCE,
         reference=(
             ReferenceAccuracy("Something-Something V1", 8, 47.0, "1 centre crop x 1 clip"),
@@ -121,16 +115,11 @@ register_weights(
     )
 )
 register_weights(
-    WeightsInfo(
+    resnet_release(
         "gst_l_release",
         "gst_l",
         "gst",
         8,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        "backbone.layer4",
         source=_GST_SOURCE,
         reference=(
             ReferenceAccuracy("Something-Something V1", 8, 47.7, "1 centre crop x 1 clip"),

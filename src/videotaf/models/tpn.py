@@ -16,11 +16,10 @@ import torch
 from torch import nn
 
 from videotaf.models.base import BackboneClassifier, ModelOutputs
-from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 from videotaf.models.registry import register_family
 from videotaf.models.resnet import ResNet2d
 from videotaf.models.tsm import shift_backbone
-from videotaf.models.weights import ReferenceAccuracy, WeightsInfo, register_key_scheme, register_weights
+from videotaf.models.weights import ReferenceAccuracy, register_key_scheme, register_weights, resnet_release
 
 # mmaction2's TSM and TPN recognisers: ``backbone.conv1.conv.weight``, ``backbone.conv1.bn.*``,
 # ``backbone.layer1.0.conv1.conv[.net].weight``, ``backbone.layer1.0.conv1.bn.*``, ``...downsample.conv/bn``,
@@ -173,16 +172,11 @@ tpn = register_family("tpn", TPN)
 
 # mmaction2 normalises with the ImageNet statistics on the 0..255 scale (123.675, 116.28, 103.53 / 58.395, ...).
 register_weights(
-    WeightsInfo(
+    resnet_release(
         "mmaction2_tsm",
         "tsm",
         "mmaction2",
         8,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        "backbone.layer4",
         source="open-mmlab/mmaction2 (configs/recognition/tsm model zoo, 0.x: tsm_r50_1x1x8_50e_sth*_rgb)",
         reference=(
             ReferenceAccuracy("Something-Something V1", 8, 44.62, "the config's test pipeline"),
@@ -191,16 +185,11 @@ register_weights(
     )
 )
 register_weights(
-    WeightsInfo(
+    resnet_release(
         "mmaction2_tpn",
         "tpn",
         "mmaction2",
         8,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        "backbone.layer4",
         source="decisionforce/TPN and open-mmlab/mmaction2 (TPN-TSM-R50)",
         reference=(
             ReferenceAccuracy("Something-Something V1", 8, 50.7, "3 crops x 2 clips"),

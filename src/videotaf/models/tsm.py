@@ -7,16 +7,15 @@ from pathlib import Path
 import torch
 
 from videotaf.models.base import BackboneClassifier
-from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 from videotaf.models.layers.temporal_shift import TemporalShift
 from videotaf.models.registry import register_family
 from videotaf.models.resnet import ResNet2d
 from videotaf.models.weights import (
     CLASSIFIER_RULES,
     ReferenceAccuracy,
-    WeightsInfo,
     register_key_scheme,
     register_weights,
+    resnet_release,
 )
 
 # mit-han-lab/temporal-shift-module: ``module.base_model.layer1.0.conv1.net.weight`` (the shift wraps conv1 as
@@ -94,16 +93,11 @@ class TSM(BackboneClassifier):
 tsm = register_family("tsm", TSM)
 
 register_weights(
-    WeightsInfo(
+    resnet_release(
         "tsm_release",
         "tsm",
         "tsm",
         8,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        256,
-        224,
-        "backbone.layer4",
         source="mit-han-lab/temporal-shift-module (README, Something-Something tables)",
         reference=(
             ReferenceAccuracy("Something-Something V1", 8, 45.6, "1 centre crop x 1 clip"),

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from videotaf.io import TORCH_LOAD_ERRORS, torch_load_weights
+from videotaf.models.layers.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 
 class CheckpointMismatchError(ValueError):
@@ -272,6 +273,16 @@ class WeightsInfo:
             f"weights {self.name} ({self.source}): {self.num_frames} frames, scale {self.scale_size}, "
             f"crop {self.crop_size}, mean {list(self.mean)}, std {list(self.std)}, CAM layer {self.cam_layer}"
         )
+
+
+def resnet_release(
+    name: str, model: str, key_scheme: str, num_frames: int, *, source: str, reference: tuple[ReferenceAccuracy, ...]
+) -> WeightsInfo:
+    """The entry of a ResNet-backbone release (TSM, TPN, GST, bLVNet-TAM): all of them share the ImageNet
+    mean/std, the "resize 256, centre crop 224" test protocol and Grad-CAM on ``backbone.layer4``."""
+    return WeightsInfo(
+        name, model, key_scheme, num_frames, IMAGENET_MEAN, IMAGENET_STD, 256, 224, "backbone.layer4", source, reference
+    )
 
 
 _WEIGHTS: dict[str, WeightsInfo] = {}
