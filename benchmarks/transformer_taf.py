@@ -199,7 +199,7 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     step = ROOT / "benchmarks" / "results" / "step_cost_videomae.json"
     if step.is_file():
-        from step_cost import table
+        from benchmarks.step_cost import table
 
         payload = json.loads(step.read_text())
         runs = payload.get("runs", [payload])
