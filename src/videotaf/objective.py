@@ -311,6 +311,17 @@ def _plain_backward(loss: torch.Tensor) -> None:
     loss.backward()  # type: ignore[no-untyped-call]
 
 
+def uses_aux_norm(method: str, dual_norm: DualNorm = "auto") -> bool:
+    """Whether ``method``'s adversarial clips go through the auxiliary normalisation (Sec. 3.3): under ``"auto"``
+    the method's own choice (AdvProp and TAF, the table above), else as ``dual_norm`` says; never for ``plain``,
+    which has no adversarial clips."""
+    if method == "plain":
+        return False
+    if dual_norm == "auto":
+        return method in ("advprop", "taf")
+    return dual_norm == "aux"
+
+
 def build_objective(
     method: str,
     *,
@@ -371,7 +382,7 @@ def build_objective(
         cast(Method, method),
         attack,
         alpha=alpha,
-        dual_bn=method in ("advprop", "taf") if dual_norm == "auto" else dual_norm == "aux",
+        dual_bn=uses_aux_norm(method, dual_norm),
         fused=not random_start if fused is None else fused,
         fraction=fraction,
         low_memory=low_memory,

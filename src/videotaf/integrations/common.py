@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from videotaf.attack import TAOptions
-from videotaf.objective import METHODS, Objective, StepOutput, build_objective
+from videotaf.objective import METHODS, Objective, StepOutput, build_objective, uses_aux_norm
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class TAFSettings:
     @property
     def dual(self) -> bool:
         """Whether the method routes adversarial clips through auxiliary normalisation layers (Sec. 3.3)."""
-        return self.method in ("advprop", "taf")
+        return uses_aux_norm(self.method)
 
     def objective(self, *, low_memory: bool = True) -> Objective:
         """The step of this method (:func:`~videotaf.objective.build_objective`); TA's random labels and the
