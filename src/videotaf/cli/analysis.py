@@ -44,7 +44,7 @@ from videotaf.analysis.robustness import SUITES, evaluate_robustness, resolve_co
 from videotaf.analysis.stats import format_markdown
 from videotaf.attack import TargetRule
 from videotaf.cam import cam_layer_of, cam_method_names
-from videotaf.cli.args import holding_out, pixel_fraction
+from videotaf.cli.args import add_overrides, holding_out, pixel_fraction
 from videotaf.config import apply_overrides, config_from_dict, load_config
 from videotaf.engine.builders import load_model
 from videotaf.engine.finetune import FINETUNE_DECAY_AFTER, FINETUNE_EPOCHS, LR_FROM, AttackSettings
@@ -77,14 +77,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--dataset", dest="data_root", default=None, metavar="ROOT", help="dataset root directory (overrides data.root)"
     )
     p.add_argument("--split", default=None, help="split name (default: data.val_split)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set data.crop_size=112 (repeatable)",
-    )
+    add_overrides(p, "data.crop_size=112")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: data.num_workers)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -483,9 +476,7 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--step-size", type=pixel_fraction, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--num-nonkey", type=int, default=None)
-    p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override (all runs)"
-    )
+    add_overrides(p, "optim.lr=0.001 for every run")
     p.add_argument("--subset-classes", type=Path, default=None, metavar="FILE", help="classes scored separately")
     p.add_argument("--devices", nargs="+", default=None, help="run fine-tunes in parallel, one process per device")
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")

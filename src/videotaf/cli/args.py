@@ -10,6 +10,18 @@ from fractions import Fraction
 from videotaf.io import output_lock
 
 
+def add_overrides(p: argparse.ArgumentParser, example: str = "optim.lr=0.001") -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``: the config override every subcommand takes."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config field, e.g. --set {example} (repeatable; values parsed as YAML)",
+    )
+
+
 def pixel_fraction(text: str) -> float:
     """``64/255`` or ``0.25`` -> float in [0, 1]: attack budgets are written as pixel fractions, as in the paper."""
     try:

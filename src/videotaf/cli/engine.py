@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from videotaf.cli.args import pixel_fraction
+from videotaf.cli.args import add_overrides, pixel_fraction
 from videotaf.config import Config, ConfigError, config_from_dict, load_config, with_overrides
 from videotaf.data import build_dataset
 from videotaf.engine.builders import build_model, class_names_of, load_model, validation_class_names
@@ -52,19 +52,8 @@ from videotaf.io import check_output
 from videotaf.objective import METHODS
 
 
-def _add_overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set optim.lr=0.001 (repeatable; values parsed as YAML)",
-    )
-
-
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    _add_overrides(p)
+    add_overrides(p)
     p.add_argument("--out", type=Path, default=None, help="run directory (overrides runtime.output_dir)")
     p.add_argument(
         "--resume",
@@ -124,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint (1 clip, centre crop) and write results JSON")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--config", type=Path, default=None, help="config for the data (default: the checkpoint's)")
-    _add_overrides(p)
+    add_overrides(p)
     p.add_argument("--subset-classes", type=Path, default=None, metavar="FILE")
     p.add_argument("--split", default=None, help="dataset split to evaluate (default: data.val_split)")
     p.add_argument("--out", type=Path, required=True, help="results JSON")
