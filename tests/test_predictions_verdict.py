@@ -105,6 +105,7 @@ def test_verdict_command_prints_and_writes_compares_outputs(tmp_path: Path, caps
     assert main(["verdict", *files, "--n-boot", "200", "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "| taf |" in printed and "| plain (control) |" in printed
+    assert printed.startswith((tmp_path / "out" / "compare.md").read_text())  # what it wrote, as written
     saved = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert saved["control"] == "plain" and saved["n_seeds"] == 3
     # taf is right on 6 + 6 + 7 of the 8 clips, plain on 4 + 5 + 6.

@@ -6,6 +6,7 @@
 - :mod:`videotaf.analysis.figures`: CAM figures (Fig. 1, 3, 6), loss curves (Fig. 5), class-wise change (Fig. 4).
 - :mod:`videotaf.analysis.report`: one HTML page over run directories.
 - :mod:`videotaf.analysis.stats`: paired seed / clip statistics and verdicts for ``videotaf compare``.
+- :mod:`videotaf.analysis.render`: their text: intervals, mean ± sd, p, MDD, verdict cells, Markdown tables.
 
 Submodules are imported on use, so ``import videotaf.analysis`` stays cheap (the CLI imports its commands).
 """

@@ -40,8 +40,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from videotaf.analysis.clipcache import ClipCache
-from videotaf.analysis.robust_compare import compare_robustness, robustness_compare_markdown
-from videotaf.analysis.stats import compare_methods, format_markdown
+from videotaf.analysis.render import compare_markdown
+from videotaf.analysis.robust_compare import compare_robustness
+from videotaf.analysis.stats import compare_methods
 from videotaf.config import Config, ConfigError, save_config, with_overrides
 from videotaf.engine.builders import validation_class_names
 from videotaf.engine.evaluate import read_class_subset, train_split_metrics
@@ -356,7 +357,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "compare.json", "md": out_dir / "compare.md", "png": out_dir / "compare.png"}
     atomic_write_bytes(paths["json"], (json.dumps(result, indent=2) + "\n").encode())
-    md = format_markdown(result) + "\n" + robustness_compare_markdown(result.get("robustness"))
+    md = compare_markdown(result)
     atomic_write_bytes(paths["md"], md.encode())
     compare_figure(result, paths["png"])
     return paths

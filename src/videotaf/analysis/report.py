@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,8 +25,15 @@ import numpy as np
 import yaml
 
 from videotaf.analysis.figures import classwise_figure, loss_curves_figure, read_eval, read_metrics
+from videotaf.analysis.render import (
+    MISSING,
+    accuracy_pair,
+    format_markdown,
+    interval,
+    number,
+)
 from videotaf.analysis.robustness import load_robustness
-from videotaf.analysis.stats import format_markdown, paired_bootstrap
+from videotaf.analysis.stats import paired_bootstrap
 
 __all__ = ["build_report", "find_robustness_files", "find_cam_images", "find_shared_cam_images", "SECTIONS"]
 
@@ -63,22 +69,16 @@ def _href(rel: str) -> str:
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
-    if v is None:
-        return "-"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return _e(v)
-    if math.isnan(f):
-        return "-"
-    return f"{f:.{digits}f}"
+    return _e(number(v, digits))
 
 
 def _delta(v: float | None, digits: int = 2) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
+    """The signed difference, green when positive, red when negative."""
+    text = number(v, digits, signed=True)
+    if v is None or text == MISSING:
+        return text
     cls = "pos" if v > 0 else "neg" if v < 0 else ""
-    return f'<span class="{cls}">{v:+.{digits}f}</span>'
+    return f'<span class="{cls}">{text}</span>'
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -130,11 +130,12 @@ def _classwise_ci(
 
 
 def _ci(ci: Sequence[float] | None) -> str:
-    return "-" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+    """A difference's interval in the report's tables: signed bounds, ``-`` without one."""
+    return interval(ci, signed=True, missing=MISSING)
 
 
 def _markdown_html(text: str) -> str:
-    """The small Markdown subset of :func:`videotaf.analysis.stats.format_markdown` (headings, tables, bullets)."""
+    """The small Markdown subset of :func:`videotaf.analysis.render.format_markdown` (headings, tables, bullets)."""
     out: list[str] = []
     table: list[list[str]] = []
 
@@ -295,15 +296,15 @@ def _robustness_html(result: Mapping[str, Any], source: str) -> str:
     header = ["model", "clean"] + names + ["mPC", "rPC"]
     rows = []
     for k, r in models.items():
-        cells = [_e(k), f"{_fmt(r['clean']['top1'], 1)}/{_fmt(r['clean']['top5'], 1)}"]
-        for c in names:
-            m = r["corruptions"][c]["mean"]
-            cells.append(f"{_fmt(m['top1'], 1)}/{_fmt(m['top5'], 1)}")
-        cells.append(f"{_fmt(r['mPC']['top1'], 1)}/{_fmt(r['mPC']['top5'], 1)}")
-        cells.append(f"{_fmt(r['rPC']['top1'], 3)}/{_fmt(r['rPC']['top5'], 3)}")
+        cells = [_e(k), _e(accuracy_pair(r["clean"]))]
+        cells += [_e(accuracy_pair(r["corruptions"][c]["mean"])) for c in names]
+        cells += [_e(accuracy_pair(r["mPC"])), _e(accuracy_pair(r["rPC"], 3))]
         ci = r.get("ci95")  # absent in results written before the intervals existed
         if ci:
-            cells += [_ci_text(ci["mPC_top1"], 1), _ci_text(ci["rPC_top1"], 3)]
+            cells += [
+                _e(interval(ci["mPC_top1"], 1, missing=MISSING)),
+                _e(interval(ci["rPC_top1"], 3, missing=MISSING)),
+            ]
         rows.append(cells)
     if any(r.get("ci95") for r in models.values()):
         header += ["mPC top-1 95% CI", "rPC top-1 95% CI"]
@@ -317,10 +318,6 @@ def _robustness_html(result: Mapping[str, Any], source: str) -> str:
         lost = sum(result["undecodable"].values())
         caption += f"<p>{lost} corrupted clips did not decode: {_e(result.get('undecodable_rule', ''))}.</p>"
     return caption + _table(header, rows)
-
-
-def _ci_text(ci: Any, digits: int) -> str:
-    return "-" if not ci else f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
 
 
 def build_report(

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from videotaf.analysis.clipcache import ClipCache
 from videotaf.analysis.inputs import eval_dataset
+from videotaf.analysis.render import robustness_compare_markdown
 from videotaf.analysis.robustness import evaluate_robustness, load_robustness
 from videotaf.analysis.stats import paired_score_difference
 from videotaf.engine.builders import load_model
@@ -73,25 +74,3 @@ def compare_robustness(
             label: paired_score_difference(scores[label], scores[control], n_boot=n_boot) for label in labels[1:]
         },
     }
-
-
-def robustness_compare_markdown(result: Mapping[str, Any] | None) -> str:
-    """A ``compare.md`` section for :func:`compare_robustness` (empty without one)."""
-    if not result:
-        return ""
-    lines = [
-        "",
-        f"## Corruption robustness ({result['suite']}): mPC top-1, method - {result['control']}",
-        "",
-        "| method | mPC (%) | control mPC (%) | delta (pp) | 95% CI over seeds | 95% CI over clips |",
-        "|---|---|---|---|---|---|",
-    ]
-    for label, r in result["methods"].items():
-        seeds = r["delta"]["ci95"]
-        seed_ci = "-" if seeds is None else f"[{seeds[0]:.2f}, {seeds[1]:.2f}]"
-        clips = r["bootstrap"]["ci95"]
-        lines.append(
-            f"| {label} | {r['method']['mean']:.2f} | {r['control']['mean']:.2f} | {r['delta']['mean']:+.2f} | "
-            f"{seed_ci} | [{clips[0]:.2f}, {clips[1]:.2f}] |"
-        )
-    return "\n".join(lines) + "\n"

@@ -12,7 +12,6 @@ corruptions x severities, Hendrycks & Dietterich 2019; Yi et al. 2021) and ``rPC
 from __future__ import annotations
 
 import json
-import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from videotaf.analysis.corruptions import (
     corrupt,
     corrupt_clip,
 )
+from videotaf.analysis.render import accuracy_pair, interval, markdown_table, md_cell, number
 from videotaf.analysis.stats import corruption_summary
 
 __all__ = [
@@ -319,23 +319,6 @@ def evaluate_robustness(
     return out
 
 
-def _cell(v: Mapping[str, Any], fmt: str = "{:.1f}") -> str:
-    def one(x: Any) -> str:
-        if x is None or (isinstance(x, float) and math.isnan(x)):
-            return "-"
-        return fmt.format(x)
-
-    return f"{one(v.get('top1'))}/{one(v.get('top5'))}"
-
-
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _num(x: Any, fmt: str) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
-
-
 def _interval_lines(result: Mapping[str, Any]) -> list[str]:
     """The mPC / rPC top-1 intervals over clips and the undecodable-clip note, when the result has them."""
     lines = []
@@ -343,12 +326,11 @@ def _interval_lines(result: Mapping[str, Any]) -> list[str]:
         ci = r.get("ci95")
         if not ci:
             continue
-        mlo, mhi = ci.get("mPC_top1") or (None, None)
-        rlo, rhi = ci.get("rPC_top1") or (None, None)
+        mpc = interval(ci.get("mPC_top1") or (None, None), 1)
+        rpc = interval(ci.get("rPC_top1") or (None, None), 3)
         lines.append(
-            f"- {_md_escape(k)}: mPC top-1 {_num(r['mPC']['top1'], '{:.1f}')} [{_num(mlo, '{:.1f}')}, "
-            f"{_num(mhi, '{:.1f}')}], rPC top-1 {_num(r['rPC']['top1'], '{:.3f}')} [{_num(rlo, '{:.3f}')}, "
-            f"{_num(rhi, '{:.3f}')}] (95% bootstrap over clips)"
+            f"- {md_cell(k)}: mPC top-1 {number(r['mPC']['top1'], 1)} {mpc}, rPC top-1 {number(r['rPC']['top1'], 3)} "
+            f"{rpc} (95% bootstrap over clips)"
         )
     if result.get("undecodable"):
         lost = {cell: n for cell, n in result["undecodable"].items() if n}
@@ -362,25 +344,27 @@ def robustness_markdown(result: Mapping[str, Any]) -> str:
     names = list(result["corruptions"])
     sev = [str(s) for s in result["severities"]]
     models = result["models"]
+    rows = [
+        [k, accuracy_pair(r["clean"]), *(accuracy_pair(r["corruptions"][c]["mean"]) for c in names)]
+        + [accuracy_pair(r["mPC"]), accuracy_pair(r["rPC"], 3)]
+        for k, r in models.items()
+    ]
     lines = [
         f"Top-1/Top-5 (%) on {result['num_clips']} clips, severities {', '.join(sev)}, seed {result['seed']}.",
         "",
-        "| model | clean | " + " | ".join(_md_escape(c) for c in names) + " | mPC | rPC |",
-        "|---" * (len(names) + 4) + "|",
+        *markdown_table(["model", "clean", *names, "mPC", "rPC"], rows),
     ]
-    for k, r in models.items():
-        row = [_md_escape(k), _cell(r["clean"])]
-        row += [_cell(r["corruptions"][c]["mean"]) for c in names]
-        row += [_cell(r["mPC"]), _cell(r["rPC"], "{:.3f}")]
-        lines.append("| " + " | ".join(row) + " |")
     lines += _interval_lines(result)
     for k, r in models.items():
-        lines += ["", f"### {_md_escape(k)}", ""]
-        lines.append("| corruption | " + " | ".join(sev) + " | mean |")
-        lines.append("|---" * (len(sev) + 2) + "|")
-        for c in names:
-            cells = [_cell(r["corruptions"][c]["severities"][s]) for s in sev]
-            lines.append(f"| {_md_escape(c)} | " + " | ".join(cells) + f" | {_cell(r['corruptions'][c]['mean'])} |")
+        per_severity = [
+            [
+                c,
+                *(accuracy_pair(r["corruptions"][c]["severities"][s]) for s in sev),
+                accuracy_pair(r["corruptions"][c]["mean"]),
+            ]
+            for c in names
+        ]
+        lines += ["", f"### {md_cell(k)}", "", *markdown_table(["corruption", *sev, "mean"], per_severity)]
     return "\n".join(lines) + "\n"
 
 

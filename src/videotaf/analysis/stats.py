@@ -19,7 +19,7 @@ Two sources of noise, two kinds of interval:
 
 :func:`minimum_detectable_difference` says how large a true difference the design could detect (80% power),
 :func:`verdict` combines the intervals (rule in its docstring), :func:`compare_methods` computes everything
-for ``compare.json`` and :func:`format_markdown` renders it.
+for ``compare.json``; :mod:`videotaf.analysis.render` renders it (:func:`format_markdown`).
 
 Runtime dependency: scipy (``scipy>=1.10``), for the Student t, binomial, chi-square and normal quantiles.
 """
@@ -777,128 +777,10 @@ def compare_methods(
 # ------------------------------------------------------------------------------------------------- markdown
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _mean_sd(summary: Mapping[str, Any], digits: int = 2) -> str:
-    if summary["sd"] is None:
-        return f"{summary['mean']:.{digits}f} (1 seed)"
-    return f"{summary['mean']:.{digits}f} ± {summary['sd']:.{digits}f}"
-
-
-def _delta_ci(mean: float, ci: Sequence[float] | None, digits: int = 2) -> str:
-    if ci is None:
-        return f"{mean:+.{digits}f} [n/a: 1 seed]"
-    return f"{mean:+.{digits}f} [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
-
-
-def _p_value(mc: Mapping[str, Any]) -> str:
-    p = float(mc["p_value"])
-    text = "<0.0001" if p < 1e-4 else f"{p:.4f}"
-    return f"{text} ({'exact' if mc['test'] == 'exact' else 'χ²'})"
-
-
-def _mdd(mdd: Mapping[str, Any]) -> str:
-    return "n/a" if mdd["mdd"] is None else f"{mdd['mdd']:.2f}"
-
-
-def _verdict_cell(e: Mapping[str, Any]) -> str:
-    """The verdict, and for "no detectable difference" how many seeds would bring the MDD under the observed |Δ|
-    (:func:`seeds_to_detect`; nothing when it already is, when Δ is 0 or with one seed; beyond
-    :data:`MAX_SEEDS`, that it stays above)."""
-    text = str(e["verdict"])
-    d = e["delta_top1"]
-    if text != NO_DIFFERENCE or d["sd"] is None or abs(float(d["mean"])) < 1e-9 or "seeds_to_detect" not in e:
-        return text  # (a compare.json of an older videotaf has no count)
-    needed = e.get("seeds_to_detect")
-    size = f"{abs(float(d['mean'])):.2f}"  # no "|" around it: the cell is inside a Markdown table
-    if needed is None:
-        return f"{text}; MDD stays above {size} up to {MAX_SEEDS} seeds"
-    if needed <= len(d["per_seed"]):
-        return text
-    return f"{text}; MDD would reach {size} at {needed} seeds"
-
-
-def _table(result: Mapping[str, Any], key: str | None) -> list[str]:
-    """The comparison table over all clips (``key`` None) or the subset (``key`` = "subset")."""
-    pct = f"{100.0 * float(result['confidence']):g}%"
-    lines = [
-        f"| method | top-1 % mean ± sd | Δ vs control, pp [{pct} CI] (seeds) | Δ, pp [{pct} CI] (clips) "
-        "| McNemar p | MDD, pp | verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    ctl_top1 = result["control_top1"] if key is None else result["subset"]["control_top1"]
-    lines.append(f"| {_cell(str(result['control']))} (control) | {_mean_sd(ctl_top1)} | — | — | — | — | — |")
-    for name, entry in result["methods"].items():
-        e = entry if key is None else entry[key]
-        d, boot = e["delta_top1"], e["bootstrap"]
-        lines.append(
-            f"| {_cell(str(name))} | {_mean_sd(e['top1'])} | {_delta_ci(d['mean'], d['ci95'])} "
-            f"| {_delta_ci(boot['mean'], boot['ci95'])} | {_p_value(e['mcnemar'])} | {_mdd(e['mdd'])} "
-            f"| {_verdict_cell(e)} |"
-        )
-    return lines
-
-
 def format_markdown(result: Mapping[str, Any]) -> str:
-    """Render :func:`compare_methods`' result as Markdown: the comparison table (and the subset's, the
-    train-val gap and validation loss when present), then how each column was computed.
+    """:func:`compare_methods`' result as Markdown: :func:`videotaf.analysis.render.format_markdown`, kept here
+    for the code that imports it from this module."""
+    # Imported on call: render reads this module's constants (verdict names, MAX_SEEDS), so it imports stats.
+    from videotaf.analysis.render import format_markdown as render_markdown
 
-    Columns: method | top-1 mean ± sd | Δ vs control [CI] (seeds) | Δ [CI] (clips) | McNemar p | MDD | verdict;
-    every difference is shown with its interval (``n/a: 1 seed`` where it cannot be measured).
-    """
-    n_seeds = int(result["n_seeds"])
-    pct = f"{100.0 * float(result['confidence']):g}%"
-    out = [
-        f"## Comparison against `{result['control']}` ({n_seeds} seed{'s' if n_seeds != 1 else ''}, "
-        f"{result['n_clips']} validation clips)",
-        "",
-        *_table(result, None),
-    ]
-    subset = result.get("subset")
-    if subset is not None:
-        out += ["", f"### {_cell(str(subset['name']))} ({subset['num_clips']} clips)", "", *_table(result, "subset")]
-    methods: Mapping[str, Any] = result["methods"]
-    has_gap = result.get("control_train_val_gap") is not None
-    has_loss = result.get("control_val_loss") is not None
-    if has_gap or has_loss:
-        head = ["method"]
-        if has_gap:
-            head += ["train − val top-1, pp mean ± sd", f"Δ gap vs control, pp [{pct} CI]"]
-        if has_loss:
-            head += ["val loss mean ± sd", f"Δ loss vs control [{pct} CI]"]
-        out += ["", "### Generalisation", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        rows: list[tuple[str, Mapping[str, Any] | None, Mapping[str, Any] | None]] = [
-            (f"{result['control']} (control)", result.get("control_train_val_gap"), result.get("control_val_loss"))
-        ]
-        rows += [(str(name), e["train_val_gap"], e["val_loss"]) for name, e in methods.items()]
-        for name, gap, loss in rows:
-            cells = [_cell(name)]
-            for present, item, digits in ((has_gap, gap, 2), (has_loss, loss, 4)):
-                if not present or item is None:
-                    continue
-                delta = item.get("delta_vs_control")
-                cells += [
-                    _mean_sd(item, digits),
-                    "—" if delta is None else _delta_ci(delta["mean"], delta["ci95"], digits),
-                ]
-            out.append("| " + " | ".join(cells) + " |")
-    notes = sorted({e["note"] for e in methods.values() if e.get("note")})
-    out += [
-        "",
-        f"- Seeds: per-seed paired difference (same seed, same data order), Student t {pct} interval over seeds.",
-        f"- Clips: paired bootstrap over validation clips ({result['n_boot']} resamples, percentile {pct} "
-        "interval); clip sampling noise only.",
-        f"- McNemar: pooled over seeds × clips; exact binomial when b + c < {EXACT_MAX_DISCORDANT}, else χ² with "
-        "continuity correction.",
-        f"- MDD: smallest true difference detectable with {100.0 * float(result['power']):g}% power at two-sided "
-        f"α = {float(result['alpha']):g}; the larger of the seed and clip estimates.",
-        "- MDD would reach |Δ| at N seeds: the fewest seeds whose MDD (the observed seed sd and clip discordance "
-        "held fixed) is at most the observed |Δ|; rerun `videotaf compare` with `--seeds N` to add them (finished "
-        "runs are reused).",
-        "- Verdict: better / worse only when every available interval excludes 0 on the same side; the seed "
-        "interval is required with 2 or more seeds.",
-        *(f"- Note: {note}" for note in notes),
-    ]
-    return "\n".join(out) + "\n"
+    return render_markdown(result)

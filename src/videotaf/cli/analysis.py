@@ -38,10 +38,9 @@ from videotaf.analysis.corruptions import CORRUPTIONS, SEVERITIES
 from videotaf.analysis.figures import cam_figure, cam_rows
 from videotaf.analysis.inputs import class_names, eval_dataset, load_video_clip
 from videotaf.analysis.predictions import predictions_verdict, read_predictions
+from videotaf.analysis.render import compare_markdown
 from videotaf.analysis.report import build_report
-from videotaf.analysis.robust_compare import robustness_compare_markdown
 from videotaf.analysis.robustness import SUITES, evaluate_robustness, resolve_corruptions, write_robustness
-from videotaf.analysis.stats import format_markdown
 from videotaf.attack import TargetRule
 from videotaf.cam import cam_layer_of, cam_method_names
 from videotaf.cli.args import add_overrides, holding_out, pixel_fraction
@@ -403,7 +402,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     prepare_out_dir(settings, overwrite=args.overwrite)
     result = run_compare(settings, overwrite=args.overwrite, devices=args.devices)
-    print(format_markdown(result) + robustness_compare_markdown(result.get("robustness")))
+    print(compare_markdown(result), end="")  # what compare.md holds
     print(f"wrote {args.out / 'compare.json'}, compare.md and compare.png")
     return 0
 
@@ -415,7 +414,7 @@ def _cmd_verdict(args: argparse.Namespace) -> int:
     result = predictions_verdict(records, args.control, class_names=names, n_boot=args.n_boot)
     result["predictions"] = [str(p) for p in args.predictions]
     write_outputs(result, args.out)
-    print(format_markdown(result))
+    print(compare_markdown(result), end="")
     print(f"wrote {args.out / 'compare.json'}, compare.md and compare.png")
     return 0
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from videotaf.analysis.figures import cam_figure, cam_rows
+from videotaf.analysis.render import interval, number
 from videotaf.analysis.stats import compare_methods
 from videotaf.config import Config, config_from_dict
 from videotaf.data import build_dataset
@@ -191,11 +192,11 @@ def taf_vs_plain(taf_run: Path, plain_run: Path, long_term: list[str] | None = N
     mask = np.isin(labels, [names.index(c) for c in long_term]) if long_term else None
     result = compare_methods({"plain": correct["plain"], "taf": correct["taf"]}, "plain", subset_mask=mask, n_boot=5000)
     taf = result["methods"]["taf"]
-    lo, hi = taf["bootstrap"]["ci95"]
+    boot = taf["bootstrap"]
     line = (
-        f"TAF - plain: {taf['bootstrap']['mean']:+.2f} pp, 95% CI [{lo:+.2f}, {hi:+.2f}] over {result['n_clips']} "
-        f"clips (paired bootstrap), McNemar p = {taf['mcnemar']['p_value']:.3f}: {taf['verdict']}; one seed, so "
-        "training noise is not measured (videotaf compare --seeds N measures it)"
+        f"TAF - plain: {number(boot['mean'], signed=True)} pp, 95% CI {interval(boot['ci95'], signed=True)} over "
+        f"{result['n_clips']} clips (paired bootstrap), McNemar p = {number(taf['mcnemar']['p_value'], 3)}: "
+        f"{taf['verdict']}; one seed, so training noise is not measured (videotaf compare --seeds N measures it)"
     )
     return {"compare": result, "line": line}
 
