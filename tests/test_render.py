@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
+import hypothesis.strategies as hs
 import pytest
+from hypothesis import given
 
 from videotaf.analysis import stats
 from videotaf.analysis.render import (
@@ -19,6 +23,8 @@ from videotaf.analysis.render import (
     interval,
     markdown_table,
     md_cell,
+    md_row_cells,
+    md_unescape,
     mdd_text,
     mean_sd,
     number,
@@ -26,6 +32,7 @@ from videotaf.analysis.render import (
     robustness_compare_markdown,
     verdict_cell,
 )
+from videotaf.analysis.report import build_report
 
 
 @pytest.mark.parametrize(
@@ -209,3 +216,23 @@ def test_robustness_section_and_compare_md() -> None:
     # compare.md: the comparison, a blank line, then the robustness section when there is one.
     assert compare_markdown(RESULT) == EXPECTED + "\n"
     assert compare_markdown({**RESULT, "robustness": ROBUSTNESS}) == EXPECTED + "\n" + section
+
+
+@given(hs.lists(hs.text(alphabet="ab |\\`-"), min_size=1, max_size=4))
+def test_md_row_cells_reads_back_markdown_table(cells: list[str]) -> None:
+    header, rule, row = markdown_table(["h"] * len(cells), [cells])
+    assert md_row_cells(row) == [c.strip() for c in cells]
+    assert md_row_cells(rule) == ["---"] * len(cells)
+    assert md_unescape(md_cell("long|term")) == "long|term"
+
+
+def test_the_html_report_keeps_a_pipe_inside_a_cell(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "cmp").mkdir()
+    result = {**RESULT, "methods": {"ce|adv": RESULT["methods"]["taf"]}}
+    result["subset"] = {"name": "long|term", "num_clips": 12, "control_top1": {"mean": 50.0, "sd": 1.0}}
+    result["methods"]["ce|adv"] = {**result["methods"]["ce|adv"], "subset": result["methods"]["ce|adv"]}
+    (tmp_path / "cmp" / "compare.json").write_text(json.dumps(result))
+    page = build_report([tmp_path / "run"], tmp_path / "report", compare_files=[tmp_path / "cmp"]).read_text()
+    assert "<h4>long|term (12 clips)</h4>" in page
+    assert page.count("<tr><td>ce|adv</td><td>62.50 ± 1.25</td><td>+2.50 [-0.25, +5.25]</td>") == 2  # both tables

@@ -10,7 +10,8 @@ the benchmarks' Markdown all format their numbers here, so a difference reads th
   (:data:`ONE_SEED`); :func:`delta_ci`: a signed difference with its interval.
 - :func:`mean_sd`: ``mean ± sd`` over seeds; :func:`p_value`: McNemar's p; :func:`mdd_text`: the minimum
   detectable difference; :func:`verdict_cell`: the verdict with the seeds that would detect the difference.
-- :func:`md_cell` and :func:`markdown_table`: Markdown table text from a header and rows.
+- :func:`md_cell` and :func:`markdown_table`: Markdown table text from a header and rows; :func:`md_row_cells`
+  and :func:`md_unescape` read it back (the HTML report shows ``compare``'s Markdown).
 - :func:`format_markdown`: :func:`videotaf.analysis.stats.compare_methods`' result as Markdown;
   :func:`robustness_compare_markdown`: the robustness section of ``compare``; :func:`compare_markdown`: both,
   as ``compare.md`` holds them.
@@ -21,6 +22,7 @@ Units are the caller's (pp for differences, % for accuracies); nothing here comp
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +41,8 @@ __all__ = [
     "mdd_text",
     "verdict_cell",
     "md_cell",
+    "md_unescape",
+    "md_row_cells",
     "markdown_table",
     "format_markdown",
     "robustness_compare_markdown",
@@ -51,6 +55,9 @@ MISSING = "-"
 ONE_SEED = "n/a (1 seed)"
 #: The same, in the place of the bracketed interval after a difference (:func:`delta_ci`, ``compare``'s table).
 NO_SEED_CI = "[n/a: 1 seed]"
+
+# A "|" not escaped by md_cell: the border between two cells of a Markdown table line.
+_CELL_BORDER = re.compile(r"(?<!\\)\|")
 
 
 def number(value: Any, digits: int = 2, *, signed: bool = False) -> str:
@@ -142,6 +149,20 @@ def verdict_cell(entry: Mapping[str, Any]) -> str:
 def md_cell(text: Any) -> str:
     """``text`` safe inside a Markdown table cell or heading: ``|`` escaped, line breaks as spaces."""
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def md_unescape(text: str) -> str:
+    """What :func:`md_cell` escaped, back as text (``\\|`` to ``|``); for turning our Markdown into HTML."""
+    return text.replace("\\|", "|")
+
+
+def md_row_cells(line: str) -> list[str]:
+    """The cells of one table line of :func:`markdown_table`, stripped and unescaped: split on the ``|`` that
+    separate cells, not on the escaped ones inside a cell."""
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return [md_unescape(c.strip()) for c in _CELL_BORDER.split(inner)]
 
 
 def markdown_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -30,6 +30,8 @@ from videotaf.analysis.render import (
     accuracy_pair,
     format_markdown,
     interval,
+    md_row_cells,
+    md_unescape,
     number,
 )
 from videotaf.analysis.robustness import load_robustness
@@ -146,11 +148,11 @@ def _markdown_html(text: str) -> str:
 
     for line in text.splitlines():
         if line.startswith("|"):
-            table.append([c.strip().replace("`", "") for c in line.strip().strip("|").split("|")])
+            table.append([c.replace("`", "") for c in md_row_cells(line)])
             continue
         flush()
         if line.startswith("#"):
-            out.append(f"<h4>{_e(line.lstrip('#').strip().replace('`', ''))}</h4>")
+            out.append(f"<h4>{_e(md_unescape(line.lstrip('#').strip()).replace('`', ''))}</h4>")
         elif line.startswith("- "):
             out.append(f'<p class="note">{_e(line[2:])}</p>')
         elif line.strip():
