@@ -158,7 +158,13 @@ POOLS = {
         ),
         Pool("s32_crop", "stride 32 (2x2), 5 blocks, multi-scale crop", IMAGENET_STEM, view="multiscale"),
         Pool("s16_d8", "stride 16 (4x4), 8 blocks, whole frame", SMALL_STEM_D8),
-        Pool("s16_x2", "stride 16 (4x4), 5 blocks, whole frame, 64/class", SMALL_STEM, data="x2"),
+        Pool(
+            "s16_x2",
+            "stride 16 (4x4), 5 blocks, whole frame, 64/class",
+            SMALL_STEM,
+            data="x2",
+            extra=("taf_frac25", "ce_adv", "advprop", "taf_random"),
+        ),
     )
 }
 
@@ -245,17 +251,21 @@ def arm_row(entry: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def add_seeds(pool: Pool, base_sizes: claims.Sizes, work: Path, seeds: int, labels: list[str], row: dict) -> dict:
+def add_seeds(pool: Pool, base_sizes: claims.Sizes, work: Path, seeds: int, labels: list[str], row_file: Path) -> dict:
     """More paired seeds for some arms of a finished pool (``--more-seeds``): ``plain`` and ``labels`` compared
-    over ``seeds`` seeds (finished runs reused, only the new seeds trained; outputs in ``<pool>/seeds<n>``); their
-    rows in the pool's ``row`` are replaced, the other arms keep theirs."""
+    over ``seeds`` seeds (finished runs reused, only the new seeds trained; outputs in ``<pool>/seeds<n>`` or
+    ``<pool>/seeds<n>_<arms>`` when the arms are not ``taf`` alone); their rows in the pool's JSON ``row_file``
+    are replaced, the other arms keep theirs. The file is read after the runs, so two processes adding different
+    arms to one pool keep each other's rows."""
     sizes = pool.sizes(base_sizes)
     base = pool_baseline(pool, sizes, work)
     arms = [a for a in pool.arms() if a.label == "plain" or a.label in labels]
     settings = claims.compare_settings(
         base["checkpoint"], sizes, arms, seeds, "config", work / pool.name, base["subset"]
     )
-    _, result = claims.run_arms(settings, work / pool.name / f"seeds{seeds}")
+    tag = "" if labels == ["taf"] else "_" + "_".join(labels)
+    _, result = claims.run_arms(settings, work / pool.name / f"seeds{seeds}{tag}")
+    row = json.loads(row_file.read_text())
     for label, entry in result["methods"].items():
         row["arms"][label] = arm_row(entry)
         log(f"{pool.name} {label} - plain over {seeds} seeds {regimes.fmt_delta(row['arms'][label])}")
@@ -456,8 +466,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     for name in args.pools or list(POOLS):
         if args.more_seeds:
-            row = json.loads((results / f"{name}.json").read_text())
-            row = add_seeds(POOLS[name], sizes, work, args.more_seeds, args.arms, row)
+            row = add_seeds(POOLS[name], sizes, work, args.more_seeds, args.arms, results / f"{name}.json")
         else:
             row = run_pool(POOLS[name], sizes, work, seeds, clips)
         write_json(results / f"{name}.json", row)
