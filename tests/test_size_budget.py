@@ -41,8 +41,7 @@ RECORDED: dict[tuple[str, str], str] = {
     # compare's seeds and its statistics are another branch's now.
     ("src/videotaf/analysis/stats.py", "compare_methods"): _OTHER_BRANCH + " (13 keyword options of compare)",
     ("src/videotaf/engine/finetune.py", "finetune_config"): _OTHER_BRANCH + " (the protocol's keyword options)",
-    # The figure reads the loss names item 1 renames; the demo's baseline recipe moves with item 2.
-    ("src/videotaf/analysis/figures.py", "loss_curves_figure"): _OTHER_BRANCH,
+    # The demo's baseline recipe moves with item 2.
     ("src/videotaf/cli/demo.py", "run_demo"): _OTHER_BRANCH,
 }
 
