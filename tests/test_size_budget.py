@@ -37,7 +37,6 @@ RECORDED: dict[tuple[str, str], str] = {
     # The loop's objective, checkpoints and config (named losses, item 1) are another branch's now.
     ("src/videotaf/objective.py", "build_objective"): _OTHER_BRANCH + " (12 keyword options of the objective)",
     ("src/videotaf/engine/checkpoint.py", "training_state"): _OTHER_BRANCH + " (one argument per saved part)",
-    ("src/videotaf/config.py", "_coerce"): _OTHER_BRANCH + " (one branch per annotation kind)",
     # compare's seeds and its statistics are another branch's now.
     ("src/videotaf/analysis/stats.py", "compare_methods"): _OTHER_BRANCH + " (13 keyword options of compare)",
     ("src/videotaf/engine/finetune.py", "finetune_config"): _OTHER_BRANCH + " (the protocol's keyword options)",
