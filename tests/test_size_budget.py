@@ -32,7 +32,6 @@ RECORDED: dict[tuple[str, str], str] = {
     ("benchmarks/claims.py", "markdown"): _OTHER_BRANCH,
     ("benchmarks/claims.py", "parse_args"): _OTHER_BRANCH,
     ("benchmarks/regimes.py", "main"): _OTHER_BRANCH,
-    ("benchmarks/_common.py", "count_passes"): _OTHER_BRANCH,
     # The loop's objective, checkpoints and config (named losses, item 1) are another branch's now.
     ("src/videotaf/objective.py", "build_objective"): _OTHER_BRANCH + " (12 keyword options of the objective)",
     ("src/videotaf/engine/checkpoint.py", "training_state"): _OTHER_BRANCH + " (one argument per saved part)",
