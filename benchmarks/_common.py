@@ -125,6 +125,89 @@ class PassCount:
         return UNITS["forward"] * len(self.forwards) + sum(UNITS[k] for k in kinds)
 
 
+class _PassRecorder:
+    """The hooks of :func:`count_passes` and what they share: the forward in progress, the backward calls seen."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.counts = PassCount()
+        self.tasks: dict[int, BackwardPass] = {}
+        self.current: list[int] = []  # index of the forward in progress
+        self.outputs: list[torch.Tensor] = []  # layer outputs of the forward in progress
+        self.owners = {
+            name: [f"{name}.{p}" if name else p for p, _ in m.named_parameters(recurse=False)]
+            for name, m in model.named_modules()
+        }
+        self.handles: list = []  # every hook, removed on exit (tensor hooks too: the input outlives the context)
+
+    def attach(self, model: nn.Module) -> None:
+        layers = {name: m for name, m in model.named_modules() if self.owners[name]}
+        self.handles += [model.register_forward_pre_hook(self.pre_forward)]
+        self.handles += [model.register_forward_hook(self.post_forward)]
+        self.handles += [m.register_forward_hook(self.layer_forward(name)) for name, m in layers.items()]
+        self.handles += [p.register_hook(self.on_param_grad(n)) for n, p in model.named_parameters() if p.requires_grad]
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def backward_pass(self) -> BackwardPass:
+        # The engine's id of the running backward call (private, present since torch 2.0; -1 outside a backward).
+        task = torch._C._current_graph_task_id()
+        if task not in self.tasks:
+            self.tasks[task] = BackwardPass()
+            self.counts.backwards.append(self.tasks[task])
+        return self.tasks[task]
+
+    def on_layer_grad(self, f: int, name: str):
+        def hook(grad: torch.Tensor) -> None:
+            self.backward_pass().reached.setdefault(f, set()).add(name)
+
+        return hook
+
+    def on_input_grad(self, f: int):
+        def hook(grad: torch.Tensor) -> None:
+            b = self.backward_pass()
+            b.reached.setdefault(f, set())
+            b.reached_input.add(f)
+
+        return hook
+
+    def on_param_grad(self, name: str):
+        def hook(grad: torch.Tensor) -> None:
+            self.backward_pass().param_grads.add(name)
+
+        return hook
+
+    def pre_forward(self, module: nn.Module, args: tuple) -> None:
+        fwd = ForwardPass()
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
+            fwd.input_requires_grad = True
+            self.handles.append(x.register_hook(self.on_input_grad(len(self.counts.forwards))))
+        self.current.append(len(self.counts.forwards))
+        self.counts.forwards.append(fwd)
+
+    def post_forward(self, module: nn.Module, args: tuple, output: object) -> None:
+        self.current.pop()
+        self.outputs.clear()
+
+    def layer_forward(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            if not self.current or not isinstance(output, torch.Tensor):
+                return
+            if any(o is output for o in self.outputs):  # a wrapper returning its child's output (dual BN): the child's
+                return
+            self.outputs.append(output)
+            f = self.current[-1]
+            fwd = self.counts.forwards[f]
+            fwd.layers.append(name)
+            fwd.params[name] = self.owners[name]
+            if output.requires_grad:
+                self.handles.append(output.register_hook(self.on_layer_grad(f, name)))
+
+        return hook
+
+
 @contextmanager
 def count_passes(model: nn.Module) -> Iterator[PassCount]:
     """Record every forward of ``model`` (the unwrapped module) and every backward through those forwards.
@@ -133,80 +216,9 @@ def count_passes(model: nn.Module) -> Iterator[PassCount]:
     parameters and on the input, and on the parameters themselves, grouped by autograd graph task (one task is
     one ``backward()`` or ``autograd.grad`` call).
     """
-    counts = PassCount()
-    tasks: dict[int, BackwardPass] = {}
-    current: list[int] = []  # index of the forward in progress
-    owners = {
-        name: [f"{name}.{p}" if name else p for p, _ in m.named_parameters(recurse=False)]
-        for name, m in model.named_modules()
-    }
-    layers = {name: m for name, m in model.named_modules() if owners[name]}
-    handles: list = []  # every hook, removed on exit (tensor hooks too: the input outlives the context)
-
-    def backward_pass() -> BackwardPass:
-        # The engine's id of the running backward call (private, present since torch 2.0; -1 outside a backward).
-        task = torch._C._current_graph_task_id()
-        if task not in tasks:
-            tasks[task] = BackwardPass()
-            counts.backwards.append(tasks[task])
-        return tasks[task]
-
-    def on_layer_grad(f: int, name: str):
-        def hook(grad: torch.Tensor) -> None:
-            backward_pass().reached.setdefault(f, set()).add(name)
-
-        return hook
-
-    def on_input_grad(f: int):
-        def hook(grad: torch.Tensor) -> None:
-            b = backward_pass()
-            b.reached.setdefault(f, set())
-            b.reached_input.add(f)
-
-        return hook
-
-    def on_param_grad(name: str):
-        def hook(grad: torch.Tensor) -> None:
-            backward_pass().param_grads.add(name)
-
-        return hook
-
-    def pre_forward(module: nn.Module, args: tuple) -> None:
-        fwd = ForwardPass()
-        x = args[0] if args else None
-        if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
-            fwd.input_requires_grad = True
-            handles.append(x.register_hook(on_input_grad(len(counts.forwards))))
-        current.append(len(counts.forwards))
-        counts.forwards.append(fwd)
-
-    outputs: list[torch.Tensor] = []  # layer outputs of the forward in progress
-
-    def post_forward(module: nn.Module, args: tuple, output: object) -> None:
-        current.pop()
-        outputs.clear()
-
-    def layer_forward(name: str):
-        def hook(module: nn.Module, args: tuple, output: object) -> None:
-            if not current or not isinstance(output, torch.Tensor):
-                return
-            if any(o is output for o in outputs):  # a wrapper returning its child's output (dual BN): the child's
-                return
-            outputs.append(output)
-            f = current[-1]
-            fwd = counts.forwards[f]
-            fwd.layers.append(name)
-            fwd.params[name] = owners[name]
-            if output.requires_grad:
-                handles.append(output.register_hook(on_layer_grad(f, name)))
-
-        return hook
-
-    handles += [model.register_forward_pre_hook(pre_forward), model.register_forward_hook(post_forward)]
-    handles += [m.register_forward_hook(layer_forward(name)) for name, m in layers.items()]
-    handles += [p.register_hook(on_param_grad(n)) for n, p in model.named_parameters() if p.requires_grad]
+    recorder = _PassRecorder(model)
     try:
-        yield counts
+        recorder.attach(model)
+        yield recorder.counts
     finally:
-        for h in handles:
-            h.remove()
+        recorder.remove()

@@ -213,7 +213,7 @@ def pass_costs(device: torch.device, px: int, reps: int) -> dict[str, float]:
     return {"forward_s": f, "backward_over_forward": bwd, "input_backward_over_forward": inp, "taf_k1_floor": floor}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS))
     p.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=list(SCHEDULES))
@@ -242,73 +242,96 @@ def main() -> None:
         default="both",
         help="CPU allocator: keep freed memory (videotaf.engine.allocator), glibc's default, or both in turn",
     )
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def report_pass_costs(args: argparse.Namespace) -> None:
+    """``--pass-costs PX``: :func:`pass_costs` printed, written next to ``--out`` and (unless ``--no-md``) in
+    BENCHMARKS.md."""
+    res = pass_costs(torch.device(args.device), args.pass_costs, args.reps or 3)
+    print(json.dumps(res, indent=2))
+    write_json(args.out.replace(".json", "_passes.json"), {"pixels": args.pass_costs, **res})
+    if not args.no_md:
+        update_section(
+            "pass_costs",
+            f"{header()}\nTSM-R50, 8 frames at {args.pass_costs} px, batch 2, best of {args.reps or 3}, CPU memory "
+            f"{'default' if args.cpu_memory == 'default' else 'kept'}: forward "
+            f"{res['forward_s']:.3f} s; a full backward costs {res['backward_over_forward']:.2f} forwards and TA's "
+            f"input-only backward {res['input_backward_over_forward']:.2f}. With these kernel costs the fused TAF "
+            f"step at K = 1 cannot go below **{res['taf_k1_floor']:.2f}x** a plain step (the 7/3 floor assumes a "
+            "backward costs two forwards).",
+        )
+
+
+def median_times(runs: dict[str, tuple], reps: int, amp: str | None, device: torch.device) -> dict[str, float]:
+    """Median seconds of one step per schedule: ``reps`` timed steps after 2 warm-up ones, the schedules
+    interleaved round-robin so that drift hits all of them alike."""
+    times: dict[str, list[float]] = {s: [] for s in runs}
+    for rep in range(reps + 2):
+        for s, run in runs.items():
+            t = one_step(*run, amp, device)
+            if rep >= 2:
+                times[s].append(t)
+    return {s: statistics.median(t) for s, t in times.items()}
+
+
+def measure_model(model_name: str, args: argparse.Namespace, reps: int, device: torch.device) -> dict[str, dict]:
+    """One model's row per schedule: median step time, its ratio to the plain step, the pass floor and (unless
+    ``--no-memory``) the peak and saved activation memory with their ratios to the plain step's."""
+    runs = {s: make(model_name, s, device, args.batch, args.channels_last) for s in args.schedules}
+    units = {s: pass_units(*run) for s, run in runs.items()}
+    if "plain" not in units:
+        model, _, opt, clips, labels = next(iter(runs.values()))
+        units["plain"] = pass_units(model, build_objective("plain"), opt, clips, labels)
+    medians = median_times(runs, reps, args.amp, device)
+    plain = medians.get("plain")
+    rows = {
+        s: {"median_s": med, "ratio_to_plain": med / plain if plain else None, "pass_floor": units[s] / units["plain"]}
+        for s, med in medians.items()
+    }
+    if not args.no_memory:
+        mem = {s: activation_memory_mb(*run, args.amp, device) for s, run in runs.items()}
+        for s in args.schedules:
+            (peak, saved), plain_mem = mem[s], mem.get("plain")
+            rows[s]["peak_mb"], rows[s]["saved_mb"] = peak, saved
+            rows[s]["memory_ratio"] = peak / plain_mem[0] if plain_mem else None
+            rows[s]["saved_ratio"] = saved / plain_mem[1] if plain_mem else None
+    return rows
+
+
+def print_rows(model_name: str, result: dict, reps: int) -> None:
+    print(
+        f"\n{model_name}: {result['frames']} frames, {result['pixels']} px, batch {result['batch']}, {reps} timed steps"
+    )
+    for s, r in result["rows"].items():
+        mem_txt = (
+            f"  peak {r['peak_mb']:.0f} MB (x{r['memory_ratio']:.2f}), saved {r['saved_mb']:.0f} MB "
+            f"(x{r['saved_ratio']:.2f})"
+            if r.get("memory_ratio")
+            else ""
+        )
+        print(f"  {s:14s} {r['median_s']:.3f} s  x{r['ratio_to_plain']:.2f}  (floor x{r['pass_floor']:.2f}){mem_txt}")
+
+
+def main() -> None:
+    args = parse_args()
     if args.device == "cpu" and args.cpu_memory == "both" and not args.pass_costs:
         measure_both_allocators(args)
         return
     if args.device == "cpu" and args.cpu_memory != "default":  # --pass-costs: one process, memory kept
         keep_freed_memory()
     if args.pass_costs:
-        res = pass_costs(torch.device(args.device), args.pass_costs, args.reps or 3)
-        print(json.dumps(res, indent=2))
-        write_json(args.out.replace(".json", "_passes.json"), {"pixels": args.pass_costs, **res})
-        if not args.no_md:
-            update_section(
-                "pass_costs",
-                f"{header()}\nTSM-R50, 8 frames at {args.pass_costs} px, batch 2, best of {args.reps or 3}, CPU memory "
-                f"{'default' if args.cpu_memory == 'default' else 'kept'}: forward "
-                f"{res['forward_s']:.3f} s; a full backward costs {res['backward_over_forward']:.2f} forwards and TA's "
-                f"input-only backward {res['input_backward_over_forward']:.2f}. With these kernel costs the fused TAF "
-                f"step at K = 1 cannot go below **{res['taf_k1_floor']:.2f}x** a plain step (the 7/3 floor assumes a "
-                "backward costs two forwards).",
-            )
+        report_pass_costs(args)
         return
     models = args.models or (["tsm_small"] if args.quick else ["tsm_small", "tsm_r50_224", "videomae_small"])
     reps = args.reps or (3 if args.quick else 10)
     device = torch.device(args.device)
     results = {}
     for model_name in models:
-        runs = {s: make(model_name, s, device, args.batch, args.channels_last) for s in args.schedules}
-        units = {s: pass_units(*run) for s, run in runs.items()}
-        if "plain" not in units:
-            model, _, opt, clips, labels = next(iter(runs.values()))
-            units["plain"] = pass_units(model, build_objective("plain"), opt, clips, labels)
-        times: dict[str, list[float]] = {s: [] for s in args.schedules}
-        for rep in range(reps + 2):
-            for s, run in runs.items():
-                t = one_step(*run, args.amp, device)
-                if rep >= 2:
-                    times[s].append(t)
-        plain = statistics.median(times["plain"]) if "plain" in times else None
-        rows = {}
-        for s in args.schedules:
-            med = statistics.median(times[s])
-            rows[s] = {
-                "median_s": med,
-                "ratio_to_plain": med / plain if plain else None,
-                "pass_floor": units[s] / units["plain"],
-            }
-        if not args.no_memory:
-            mem = {s: activation_memory_mb(*run, args.amp, device) for s, run in runs.items()}
-            for s in args.schedules:
-                (peak, saved), plain_mem = mem[s], mem.get("plain")
-                rows[s]["peak_mb"], rows[s]["saved_mb"] = peak, saved
-                rows[s]["memory_ratio"] = peak / plain_mem[0] if plain_mem else None
-                rows[s]["saved_ratio"] = saved / plain_mem[1] if plain_mem else None
         _, frames, px, default_batch = MODELS[model_name]
-        del runs
+        rows = measure_model(model_name, args, reps, device)
         results[model_name] = {"frames": frames, "pixels": px, "batch": args.batch or default_batch, "rows": rows}
-        print(f"\n{model_name}: {frames} frames, {px} px, batch {args.batch or default_batch}, {reps} timed steps")
-        for s, r in rows.items():
-            mem_txt = (
-                f"  peak {r['peak_mb']:.0f} MB (x{r['memory_ratio']:.2f}), saved {r['saved_mb']:.0f} MB "
-                f"(x{r['saved_ratio']:.2f})"
-                if r.get("memory_ratio")
-                else ""
-            )
-            print(
-                f"  {s:14s} {r['median_s']:.3f} s  x{r['ratio_to_plain']:.2f}  (floor x{r['pass_floor']:.2f}){mem_txt}"
-            )
+        print_rows(model_name, results[model_name], reps)
 
     memory = args.cpu_memory if device.type == "cpu" else "cuda caching"
     payload = {"device": args.device, "amp": args.amp, "reps": reps, "cpu_memory": memory, "results": results}

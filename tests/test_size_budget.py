@@ -26,24 +26,12 @@ MAX_PARAMS = 8
 # function is split after the merge. A reason that is not about another branch goes on the def line instead.
 _OTHER_BRANCH = "owned by another branch, to split after merge"
 RECORDED: dict[tuple[str, str], str] = {
-    ("src/videotaf/engine/train.py", "train_one_epoch"): _OTHER_BRANCH,
-    ("src/videotaf/analysis/robustness.py", "evaluate_robustness"): _OTHER_BRANCH,
     ("benchmarks/claims.py", "main"): _OTHER_BRANCH,
     ("benchmarks/claims.py", "verdicts"): _OTHER_BRANCH,
     ("benchmarks/claims.py", "markdown"): _OTHER_BRANCH,
     ("benchmarks/claims.py", "parse_args"): _OTHER_BRANCH,
     ("benchmarks/regimes.py", "main"): _OTHER_BRANCH,
-    ("benchmarks/step_cost.py", "main"): _OTHER_BRANCH,
-    ("benchmarks/_common.py", "count_passes"): _OTHER_BRANCH,
-    # The loop's objective, checkpoints and config (named losses, item 1) are another branch's now.
-    ("src/videotaf/objective.py", "build_objective"): _OTHER_BRANCH + " (12 keyword options of the objective)",
-    ("src/videotaf/engine/checkpoint.py", "training_state"): _OTHER_BRANCH + " (one argument per saved part)",
-    ("src/videotaf/config.py", "_coerce"): _OTHER_BRANCH + " (one branch per annotation kind)",
-    # compare's seeds and its statistics are another branch's now.
-    ("src/videotaf/analysis/stats.py", "compare_methods"): _OTHER_BRANCH + " (13 keyword options of compare)",
-    ("src/videotaf/engine/finetune.py", "finetune_config"): _OTHER_BRANCH + " (the protocol's keyword options)",
-    # The figure reads the loss names item 1 renames; the demo's baseline recipe moves with item 2.
-    ("src/videotaf/analysis/figures.py", "loss_curves_figure"): _OTHER_BRANCH,
+    # The demo's baseline recipe moves with item 2.
     ("src/videotaf/cli/demo.py", "run_demo"): _OTHER_BRANCH,
 }
 

@@ -231,10 +231,6 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
             except _Mismatch:
                 continue
         raise _Mismatch
-    if tp is type(None):
-        if value is None:
-            return None
-        raise _Mismatch
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise _Mismatch
@@ -248,27 +244,21 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
         if not isinstance(value, dict):
             raise _Mismatch
         return _build_dataclass(typing.cast(type, tp), value, where, source)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
+    return _coerce_class(value, tp)
+
+
+def _coerce_class(value: Any, tp: Any) -> Any:
+    """Check ``value`` against a class (``None``'s included): ``isinstance``, except that a bool is no int (nor
+    float) and an int is widened for a float. Any other annotation passes ``value`` through."""
+    if not isinstance(tp, type):
+        return value
+    if tp in (int, float) and isinstance(value, bool):
         raise _Mismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _Mismatch
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    if isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        raise _Mismatch
-    return value
+    if tp is float and isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, tp):
+        return value
+    raise _Mismatch
 
 
 def _build_dataclass(cls: type, values: dict[str, Any], where: str, source: str) -> Any:

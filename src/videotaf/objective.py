@@ -322,7 +322,7 @@ def uses_aux_norm(method: str, dual_norm: DualNorm = "auto") -> bool:
     return dual_norm == "aux"
 
 
-def build_objective(
+def build_objective(  # size: the method's keyword options, the README's API and the adversarial config section
     method: str,
     *,
     alpha: float = 0.7,

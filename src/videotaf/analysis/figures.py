@@ -486,6 +486,105 @@ def _last_epoch(epochs: Sequence[float]) -> float:
     return max(finite) if finite else 0.0
 
 
+def _continues(
+    runs: Mapping[str, Any], continues: Mapping[str, str | tuple[str, float]] | None
+) -> dict[str, tuple[str, float | None]]:
+    """``continues`` read as ``{fine-tune: (parent, the parent's epoch it started from, or None)}``; both runs
+    must be in ``runs``."""
+    parents: dict[str, tuple[str, float | None]] = {}
+    for name, spec in (continues or {}).items():
+        parent, at = (spec, None) if isinstance(spec, str) else (spec[0], float(spec[1]))
+        if name not in runs or parent not in runs:
+            raise ValueError(f"loss_curves_figure: continues {name!r} -> {parent!r} names a run not in runs")
+        parents[name] = (parent, at)
+    return parents
+
+
+def _epoch_offsets(
+    own_epochs: Mapping[str, Sequence[float]], parents: Mapping[str, tuple[str, float | None]]
+) -> dict[str, float]:
+    """Epochs added to each run's own: where its parent's curve is, plus the epoch it started from (default the
+    parent's last logged one), so chains of fine-tunes add up."""
+    offsets: dict[str, float] = {}
+
+    def offset(name: str, seen: tuple[str, ...] = ()) -> float:
+        if name in offsets:
+            return offsets[name]
+        if name in seen:
+            raise ValueError(f"loss_curves_figure: runs continue each other in a cycle: {' -> '.join(seen)}")
+        if name not in parents:
+            offsets[name] = 0.0
+        else:
+            parent, at = parents[name]
+            start = _last_epoch(own_epochs[parent]) if at is None else at
+            offsets[name] = offset(parent, (*seen, name)) + start
+        return offsets[name]
+
+    for name in own_epochs:
+        offset(name)
+    return offsets
+
+
+def _loss_curves(
+    records: Mapping[str, Sequence[Mapping[str, Any]]],
+    parents: Mapping[str, tuple[str, float | None]],
+    train_key: str,
+    test_key: str,
+) -> dict[str, dict[str, Any]]:
+    """What :func:`loss_curves_figure` draws and returns: each run's epochs (offset for fine-tunes), train and
+    test losses (NaN where missing), and for a fine-tune its parent (``continues``) and ``offset``."""
+    own_epochs = {name: [_num(r.get("epoch", j + 1)) for j, r in enumerate(recs)] for name, recs in records.items()}
+    offsets = _epoch_offsets(own_epochs, parents)
+    data: dict[str, dict[str, Any]] = {}
+    for name, recs in records.items():
+        data[name] = {
+            "epoch": [e + offsets[name] for e in own_epochs[name]],
+            "train": [_num(r.get(train_key)) for r in recs],
+            "test": [_num(r.get(test_key)) for r in recs],
+        }
+        if name in parents:
+            data[name].update(continues=parents[name][0], offset=offsets[name])
+    return data
+
+
+def _draw_loss_curves(ax: Any, data: Mapping[str, Mapping[str, Any]]) -> dict[float, list[str]]:
+    """One colour per run, train solid and test dashed; a thin segment joins a fine-tune to its parent's point
+    where it started. Returns ``{start epoch: [parents]}`` of the fine-tunes drawn."""
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    branches: dict[float, list[str]] = {}
+    for i, (name, d) in enumerate(data.items()):
+        color = colors[i % len(colors)]
+        ax.plot(d["epoch"], d["train"], "-", marker="o", markersize=3, color=color, label=f"{name} train")
+        ax.plot(d["epoch"], d["test"], "--", marker="s", markersize=3, color=color, label=f"{name} test")
+        if "continues" in d and d["epoch"]:
+            from_data = data[d["continues"]]
+            start = d["offset"]
+            branches.setdefault(start, []).append(d["continues"])
+            # The parent's values at the epoch the fine-tune started from (NaN when it logged none there).
+            there = [j for j, e in enumerate(from_data["epoch"]) if e == start]
+            for key, style in (("train", "-"), ("test", "--")):
+                y0 = from_data[key][there[-1]] if there else float("nan")
+                ax.plot([start, d["epoch"][0]], [y0, d[key][0]], style, color=color, linewidth=1.0, alpha=0.7)
+    return branches
+
+
+def _mark_branches(ax: Any, branches: Mapping[float, Sequence[str]]) -> None:
+    """A dotted line where fine-tunes branch off, labelled with their parents."""
+    for start, names in branches.items():
+        ax.axvline(start, color="0.5", linestyle=":", linewidth=0.8)
+        ax.annotate(
+            "fine-tuning from " + ", ".join(dict.fromkeys(names)),
+            (start, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            fontsize=7,
+            color="0.35",
+            va="top",
+            ha="left",
+        )
+
+
 def loss_curves_figure(
     runs: Mapping[str, str | Path | Sequence[Mapping[str, Any]]],
     out_path: str | Path,
@@ -509,71 +608,11 @@ def loss_curves_figure(
     if not runs:
         raise ValueError("loss_curves_figure: no runs")
     records = {name: list(src) if not isinstance(src, (str, Path)) else read_metrics(src) for name, src in runs.items()}
-    own_epochs = {name: [_num(r.get("epoch", j + 1)) for j, r in enumerate(recs)] for name, recs in records.items()}
-    parents: dict[str, tuple[str, float | None]] = {}
-    for name, spec in (continues or {}).items():
-        parent, at = (spec, None) if isinstance(spec, str) else (spec[0], float(spec[1]))
-        if name not in runs or parent not in runs:
-            raise ValueError(f"loss_curves_figure: continues {name!r} -> {parent!r} names a run not in runs")
-        parents[name] = (parent, at)
-
-    offsets: dict[str, float] = {}
-
-    def offset(name: str, seen: tuple[str, ...] = ()) -> float:
-        """Epochs added to ``name``'s own: where its parent's curve is, plus the epoch it started from."""
-        if name in offsets:
-            return offsets[name]
-        if name in seen:
-            raise ValueError(f"loss_curves_figure: runs continue each other in a cycle: {' -> '.join(seen)}")
-        if name not in parents:
-            offsets[name] = 0.0
-        else:
-            parent, at = parents[name]
-            start = _last_epoch(own_epochs[parent]) if at is None else at
-            offsets[name] = offset(parent, (*seen, name)) + start
-        return offsets[name]
-
+    data = _loss_curves(records, _continues(runs, continues), train_key, test_key)
     fig = Figure(figsize=(6.4, 4.0), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    data: dict[str, dict[str, Any]] = {}
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for name, recs in records.items():
-        off = offset(name)
-        data[name] = {
-            "epoch": [e + off for e in own_epochs[name]],
-            "train": [_num(r.get(train_key)) for r in recs],
-            "test": [_num(r.get(test_key)) for r in recs],
-        }
-        if name in parents:
-            data[name].update(continues=parents[name][0], offset=off)
-    branches: dict[float, list[str]] = {}
-    for i, (name, d) in enumerate(data.items()):
-        color = colors[i % len(colors)]
-        ax.plot(d["epoch"], d["train"], "-", marker="o", markersize=3, color=color, label=f"{name} train")
-        ax.plot(d["epoch"], d["test"], "--", marker="s", markersize=3, color=color, label=f"{name} test")
-        if name in parents and d["epoch"]:
-            from_data = data[parents[name][0]]
-            start = d["offset"]
-            branches.setdefault(start, []).append(parents[name][0])
-            # The parent's values at the epoch the fine-tune started from (NaN when it logged none there).
-            there = [j for j, e in enumerate(from_data["epoch"]) if e == start]
-            for key, style in (("train", "-"), ("test", "--")):
-                y0 = from_data[key][there[-1]] if there else float("nan")
-                ax.plot([start, d["epoch"][0]], [y0, d[key][0]], style, color=color, linewidth=1.0, alpha=0.7)
-    for start, names in branches.items():
-        ax.axvline(start, color="0.5", linestyle=":", linewidth=0.8)
-        ax.annotate(
-            "fine-tuning from " + ", ".join(dict.fromkeys(names)),
-            (start, 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(3, -3),
-            textcoords="offset points",
-            fontsize=7,
-            color="0.35",
-            va="top",
-            ha="left",
-        )
+    _mark_branches(ax, _draw_loss_curves(ax, data))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,14 +151,24 @@ def _stream_batch(
     return torch.stack(out), torch.tensor(ok)
 
 
+@dataclass(frozen=True)
+class _Patterns:
+    """What fixes the corruptions of an evaluation: the base seed, the spatial scale of the per-frame ones
+    (:func:`~videotaf.analysis.corruptions.corrupt`) and the cache of the stream ones."""
+
+    seed: int
+    spatial_scale: float | None
+    cache: ClipCache | None
+
+
 def _corrupted(
-    clips: torch.Tensor, corruption: str, severity: int, b_idx: int, opts: dict[str, Any]
+    clips: torch.Tensor, corruption: str, severity: int, b_idx: int, patterns: _Patterns
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch under one (corruption, severity): the clips and the ``(B,)`` mask of decodable clips."""
     if CORRUPTIONS[corruption].stream:
-        return _stream_batch(clips, corruption, severity, opts["seed"], opts["cache"])
-    gen = torch.Generator().manual_seed(batch_seed(opts["seed"], corruption, severity, b_idx))
-    x = corrupt(clips, corruption, severity, gen, spatial_scale=opts["spatial_scale"])
+        return _stream_batch(clips, corruption, severity, patterns.seed, patterns.cache)
+    gen = torch.Generator().manual_seed(batch_seed(patterns.seed, corruption, severity, b_idx))
+    x = corrupt(clips, corruption, severity, gen, spatial_scale=patterns.spatial_scale)
     return x, torch.ones(clips.shape[0], dtype=torch.bool)
 
 
@@ -168,13 +179,13 @@ def _score_batch(
     cells: Sequence[tuple[str, int]],
     b_idx: int,
     tally: _Outcomes,
-    opts: dict[str, Any],
+    patterns: _Patterns,
 ) -> None:
     """Score every model on one batch, clean and under every cell; undecodable clips count as wrong."""
     for k, m in models.items():
         tally.add(k, "clean", *_topk_correct(m(clips), labels))
     for c, s in cells:
-        x, ok = _corrupted(clips, c, s, b_idx, opts)
+        x, ok = _corrupted(clips, c, s, b_idx, patterns)
         name = _cell_name(c, s)
         tally.undecodable[name] = tally.undecodable.get(name, 0) + int((~ok).sum())
         for k, m in models.items():
@@ -228,7 +239,7 @@ def _default_device(models: Mapping[str, nn.Module], device: torch.device | str 
 
 
 @torch.no_grad()
-def evaluate_robustness(
+def evaluate_robustness(  # size: the robustness command's options, as keywords of the public API
     models: Mapping[str, nn.Module] | nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     corruptions: Sequence[str] | None = None,
@@ -283,7 +294,7 @@ def evaluate_robustness(
     device = _default_device(models, device)
     if cache is not None and not isinstance(cache, ClipCache):
         cache = ClipCache(cache)
-    opts = {"seed": int(seed), "spatial_scale": spatial_scale, "cache": cache}
+    patterns = _Patterns(int(seed), spatial_scale, cache)
     cells = [(c, s) for c in names for s in sev]
     modes = {k: m.training for k, m in models.items()}
     for m in models.values():
@@ -294,7 +305,7 @@ def evaluate_robustness(
             if max_batches is not None and b_idx >= max_batches:
                 break
             labels = torch.as_tensor(batch[1]).to(device).long()
-            _score_batch(models, batch[0].to(device), labels, cells, b_idx, tally, opts)
+            _score_batch(models, batch[0].to(device), labels, cells, b_idx, tally, patterns)
             if progress is not None:
                 progress(b_idx)
     finally:

@@ -647,7 +647,7 @@ def _per_seed_values(
     return out
 
 
-def compare_methods(
+def compare_methods(  # size: the compare command's options, as keywords of the public API
     correct: Mapping[str, ArrayLike],
     control: str = "plain",
     *,

@@ -80,7 +80,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------------- saving
 
 
-def training_state(
+def training_state(  # size: one keyword per saved part of the checkpoint (module docstring)
     model: nn.Module,
     *,
     optimizer: torch.optim.Optimizer | None = None,

@@ -50,7 +50,7 @@ class AttackSettings:
     num_nonkey: int | None = None
 
 
-def finetune_config(
+def finetune_config(  # size: the protocol's keyword options (README), the finetune command's flags
     base: Config,
     checkpoint: str | Path,
     method: str,

@@ -247,6 +247,25 @@ def _update(
         optimizer.step()
 
 
+@dataclass
+class EpochContext:
+    """What a run brings to one epoch of :func:`train_one_epoch` besides the data, the optimizer and the guard.
+
+    ``scheduler`` steps after every step (a skipped one too); ``amp`` runs the steps under autocast and
+    ``scaler`` scales their backward; ``sums`` are the epoch's sums so far (a mid-epoch resume), updated in place;
+    ``progress`` gets each step's loss terms and LR; ``on_step(sums)`` runs after every step (checkpointing); when
+    ``should_stop()`` turns true the epoch ends after the current step. :func:`run_epoch` fills all of them.
+    """
+
+    scheduler: Any = None
+    scaler: torch.amp.GradScaler | None = None
+    amp: bool = False
+    sums: EpochSums | None = None
+    progress: Progress | None = None
+    on_step: Callable[[EpochSums], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
 def train_one_epoch(
     model: nn.Module,
     objective: Objective,
@@ -254,28 +273,23 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     *,
     device: torch.device,
-    scheduler: Any = None,
-    scaler: torch.amp.GradScaler | None = None,
-    amp: bool = False,
     clip_grad_norm: float | None = None,
-    sums: EpochSums | None = None,
-    progress: Progress | None = None,
-    on_step: Callable[[EpochSums], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
     guard: LossGuard | None = None,
+    context: EpochContext | None = None,
 ) -> EpochSums:
     """Optimise over ``loader`` of ``(clips (B,T,3,H,W), labels (B,))`` once with ``objective.step`` (Eq. 7).
 
-    Returns this process's running sums, continued from ``sums`` (updated in place) when resuming mid-epoch.
-    ``on_step(sums)`` runs after every step (checkpointing); when ``should_stop()`` turns true the epoch ends
-    early after the current step. ``guard`` checks every step's loss terms before the update (default: stop at
-    the first non-finite one, :class:`NonFiniteLossError`); a skipped step counts in ``counts["nonfinite_steps"]``.
-    (Ten keyword options, past the 8-parameter budget: each is one piece of the loop a library caller may pass
-    alone; ``fit`` passes them all.)
+    Returns this process's running sums (``context.sums`` continued in place when given). ``clip_grad_norm``
+    clips the gradients' total norm before each update. ``guard`` checks every step's loss terms before the
+    update (default: stop at the first non-finite one, :class:`NonFiniteLossError`); a skipped step counts in
+    ``counts["nonfinite_steps"]``. ``context``: the run's schedule, mixed precision, resumed sums and hooks
+    (:class:`EpochContext`; default none of them).
     """
+    ctx = EpochContext() if context is None else context
     model.train()
-    sums = EpochSums() if sums is None else sums
+    sums = EpochSums() if ctx.sums is None else ctx.sums
     guard = LossGuard() if guard is None else guard
+    scaler = ctx.scaler
     use_scaler = scaler is not None and scaler.is_enabled()
 
     def backward(loss: torch.Tensor) -> None:
@@ -287,7 +301,7 @@ def train_one_epoch(
         labels = torch.as_tensor(labels).to(device, non_blocking=True).long()
         optimizer.zero_grad(set_to_none=True)
         saved = guard.snapshot(model)
-        with torch.autocast(device.type, enabled=amp):
+        with torch.autocast(device.type, enabled=ctx.amp):
             out = objective.step(model, clips, labels, backward=backward)
         lr = base_lr(optimizer)
         skip = guard.check(out.losses, lr)  # before the update: non-finite gradients never reach the weights
@@ -296,19 +310,19 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)
         else:
             _update(model, optimizer, scaler, clip_grad_norm)
-        if scheduler is not None:
-            scheduler.step()  # a skipped step still advances the schedule: it is a step of the data order
+        if ctx.scheduler is not None:
+            ctx.scheduler.step()  # a skipped step still advances the schedule: it is a step of the data order
 
         losses = {} if skip else {name: value.item() for name, value in out.losses.items()}
         counts = {**out.counts, "correct": (out.logits_clean.argmax(1) == labels).sum().item()}
         now = time.perf_counter()
         sums.add_step(losses, {"nonfinite_steps": 1} if skip else counts, now - t_last)
         t_last = now
-        if progress is not None:
-            progress.update(**step_values(losses), lr=lr)
-        if on_step is not None:
-            on_step(sums)
-        if should_stop is not None and should_stop():
+        if ctx.progress is not None:
+            ctx.progress.update(**step_values(losses), lr=lr)
+        if ctx.on_step is not None:
+            ctx.on_step(sums)
+        if ctx.should_stop is not None and ctx.should_stop():
             break
     return sums
 
@@ -574,15 +588,17 @@ def run_epoch(
             loaders.train,
             training.optimizer,
             device=info.device,
-            scheduler=training.scheduler,
-            scaler=training.scaler,
-            amp=training.amp,
             clip_grad_norm=cfg.optim.clip_grad_norm,
-            sums=run.sums,
-            progress=progress,
-            on_step=on_step,
-            should_stop=stop,
             guard=guard,
+            context=EpochContext(
+                scheduler=training.scheduler,
+                scaler=training.scaler,
+                amp=training.amp,
+                sums=run.sums,
+                progress=progress,
+                on_step=on_step,
+                should_stop=stop,
+            ),
         )
     except NonFiniteLossError as exc:
         raise TrainingDivergedError(
