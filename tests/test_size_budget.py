@@ -28,11 +28,6 @@ _OTHER_BRANCH = "owned by another branch, to split after merge"
 RECORDED: dict[tuple[str, str], str] = {
     ("src/videotaf/engine/train.py", "train_one_epoch"): _OTHER_BRANCH,
     ("src/videotaf/analysis/robustness.py", "evaluate_robustness"): _OTHER_BRANCH,
-    ("benchmarks/claims.py", "main"): _OTHER_BRANCH,
-    ("benchmarks/claims.py", "verdicts"): _OTHER_BRANCH,
-    ("benchmarks/claims.py", "markdown"): _OTHER_BRANCH,
-    ("benchmarks/claims.py", "parse_args"): _OTHER_BRANCH,
-    ("benchmarks/regimes.py", "main"): _OTHER_BRANCH,
     ("benchmarks/step_cost.py", "main"): _OTHER_BRANCH,
     ("benchmarks/_common.py", "count_passes"): _OTHER_BRANCH,
     # The loop's objective, checkpoints and config (named losses, item 1) are another branch's now.
@@ -42,9 +37,8 @@ RECORDED: dict[tuple[str, str], str] = {
     # compare's seeds and its statistics are another branch's now.
     ("src/videotaf/analysis/stats.py", "compare_methods"): _OTHER_BRANCH + " (13 keyword options of compare)",
     ("src/videotaf/engine/finetune.py", "finetune_config"): _OTHER_BRANCH + " (the protocol's keyword options)",
-    # The figure reads the loss names item 1 renames; the demo's baseline recipe moves with item 2.
+    # The figure reads the loss names item 1 renames.
     ("src/videotaf/analysis/figures.py", "loss_curves_figure"): _OTHER_BRANCH,
-    ("src/videotaf/cli/demo.py", "run_demo"): _OTHER_BRANCH,
 }
 
 
