@@ -171,7 +171,7 @@ def spread(ds: Dataset, n: int) -> Dataset:
 class Readings:
     """The comparisons of the fine-tunes, one per reading of the fine-tuning LR (keyed by reading, the first one
     the primary): each ``compare`` result, the runs' directories and rows per arm in seed order, the method
-    tables (filled by the judge) and the starting LR with where it came from."""
+    tables over those rows (``claims_judge.method_table``) and the starting LR with where it came from."""
 
     compared: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     dirs: dict[str, dict[str, list[Path]]] = dataclasses.field(default_factory=dict)
