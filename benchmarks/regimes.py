@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,6 @@ from videotaf.analysis.attention import analyze_attention
 from videotaf.analysis.compare import MethodSpec
 from videotaf.data import build_dataset
 from videotaf.engine.builders import load_model
-from videotaf.engine.evaluate import read_class_subset
 
 METHODS = ("plain", "taf", "ce_adv", "advprop")
 CAM_LAYERS = {"2x2": "backbone.layer4", "4x4": "backbone.layer3", "7x7": "backbone.layer2"}
@@ -259,103 +257,126 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    sizes = claims.QUICK if args.quick else claims.FULL
-    seeds = args.seeds or (2 if args.quick else 3)
-    cam_clips = args.cam_clips or (16 if args.quick else 512)
-    work: Path = args.work or ROOT / "runs" / ("regimes_quick" if args.quick else "claims")
-    out_json: Path = args.out or ROOT / "benchmarks" / "results" / f"regimes{'_quick' if args.quick else ''}.json"
-    work.mkdir(parents=True, exist_ok=True)
-    names_all = [c.name for c in CELLS] + list(DERIVED)
-    t0 = time.perf_counter()
+def parse_cell_seeds(items: list[str], names: list[str]) -> dict[str, int]:
+    """``--cell-seeds CELL=N ...`` as ``{cell: N}``; one line naming the item for a malformed one."""
+    cell_seeds = {}
+    for item in items:
+        name, _, n = item.partition("=")
+        if name not in names or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--cell-seeds {item!r}: expected CELL=N with N >= 1 and CELL one of {names}")
+        cell_seeds[name] = int(n)
+    return cell_seeds
 
-    small = dataclasses.replace(
+
+def small_sizes(sizes: claims.Sizes) -> claims.Sizes:
+    """The training-set-size cell's data: half the training clips (and a quarter of the validation clips)."""
+    return dataclasses.replace(
         sizes, train_per_class=max(2, sizes.train_per_class // 2), val_per_class=max(3, sizes.val_per_class // 4)
     )
-    datasets = {"main": (sizes, "data", "baseline"), "small": (small, "data_small", "baseline_small")}
-    bases: dict[str, dict[str, Any]] = {}
 
-    def baseline(which: str) -> dict[str, Any]:
-        """Dataset and baseline of ``which`` (made once, reused afterwards)."""
-        if which not in bases:
-            sz, data_name, base_name = datasets[which]
-            root = claims.ensure_dataset(work, sz, data_name)
-            labels = json.loads((root / "something-something-v2-labels.json").read_text())
-            names = sorted(labels, key=lambda n: int(labels[n]))
-            subset = root / "long_term_classes.txt"
-            long_term = read_class_subset(subset, names)
-            cfg = claims.baseline_config(sz, root, work / base_name)
-            base_dir = claims.train_or_reuse(cfg, long_term)
-            row = claims.run_row(base_dir, cfg, long_term)
-            bases[which] = {
+
+@dataclass
+class Study:
+    """The study's shared state: where it works, its sizes and seeds, and the baselines and CAM statistics made
+    so far (each made once, reused by every later cell)."""
+
+    work: Path
+    sizes: claims.Sizes
+    seeds: int
+    cam_clips: int
+    cell_seeds: dict[str, int]
+    bases: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    cam: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def baseline(self, which: str) -> dict[str, Any]:
+        """Dataset and baseline of ``which`` ("main" or "small"; made once, reused afterwards)."""
+        if which not in self.bases:
+            sz, data_name, base_name = {
+                "main": (self.sizes, "data", "baseline"),
+                "small": (small_sizes(self.sizes), "data_small", "baseline_small"),
+            }[which]
+            root = claims.ensure_dataset(self.work, sz, data_name)
+            base = claims.train_baseline(root, sz, self.work / base_name)
+            self.bases[which] = {
                 "sizes": sz,
-                "cfg": cfg,
-                "checkpoint": base_dir / "checkpoints" / "last.pt",
-                "long_term": long_term,
-                "subset": subset,
-                "calibration": claims.baseline_calibration(row, sz),
+                "cfg": base.cfg,
+                "checkpoint": base.checkpoint,
+                "long_term": base.long_term,
+                "subset": base.subset_file,
+                "calibration": claims.baseline_calibration(base.row, sz),
             }
-        return bases[which]
+        return self.bases[which]
 
-    cam: dict[str, dict[str, Any]] = {}
-    rows: list[dict[str, Any]] = []
-
-    cell_seeds = {}
-    for item in args.cell_seeds:
-        name, _, n = item.partition("=")
-        if name not in names_all or not n.isdigit() or int(n) < 1:
-            raise SystemExit(f"--cell-seeds {item!r}: expected CELL=N with N >= 1 and CELL one of {names_all}")
-        cell_seeds[name] = int(n)
-
-    def run_cell(cell: Cell) -> dict[str, Any]:
-        b = baseline(cell.data)
-        n_seeds = cell_seeds.get(cell.name, seeds)
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        """One cell's ``compare`` from its baseline, its row and (once per data and map size) its CAM statistics."""
+        b = self.baseline(cell.data)
+        n_seeds = self.cell_seeds.get(cell.name, self.seeds)
         settings = claims.compare_settings(
-            b["checkpoint"], b["sizes"], cell.arms(), n_seeds, cell.lr_from, work / cell.pool, b["subset"]
+            b["checkpoint"], b["sizes"], cell.arms(), n_seeds, cell.lr_from, self.work / cell.pool, b["subset"]
         )
         settings = dataclasses.replace(settings, overrides=cell.common)
-        plan, result = claims.run_arms(settings, work / "regimes" / cell.name)
+        plan, result = claims.run_arms(settings, self.work / "regimes" / cell.name)
         dirs: dict[str, list[Path]] = {}
         for run in plan:
             dirs.setdefault(run.spec.label, []).append(run.run_dir)
         row = cell_row(cell, result, dirs, b["sizes"].n_boot)
         key = f"{cell.data}:{cell.cam_map}"
-        if key not in cam:
-            cam[key] = cam_statistics(b["checkpoint"], b["cfg"], CAM_LAYERS[cell.cam_map], cam_clips)
+        if key not in self.cam:
+            self.cam[key] = cam_statistics(b["checkpoint"], b["cfg"], CAM_LAYERS[cell.cam_map], self.cam_clips)
         t = row["taf"]
         log(f"{cell.name}: TAF - plain {t['mean']:+.2f} {claims.ci_text(t['ci95'])} -> {t['verdict']}")
         return row
 
-    by_name = {c.name: c for c in CELLS}
-    for name in args.cells:
-        if name in by_name:
-            rows.append(run_cell(by_name[name]))
-    wanted_attacks = [c for c in args.cells if c in DERIVED]
-    best = None
-    if wanted_attacks and (rows or args.attack_at):
-        if args.attack_at:
-            best = by_name[args.attack_at]
-        else:
-            best_row = max(rows, key=lambda r: r["taf"]["mean"])
-            best = by_name[best_row["cell"]["name"]]
-        log(f"attack strength at {best.name}")
-        attacks = {c.name: c for c in attack_cells(best)}
-        for name in wanted_attacks:
-            rows.append(run_cell(attacks[name]))
 
+def attack_centre(rows: list[dict[str, Any]], attack_at: str | None) -> Cell:
+    """The cell the attack-strength cells vary: ``--attack-at``, else the run cell with the largest TAF - plain."""
+    by_name = {c.name: c for c in CELLS}
+    if attack_at:
+        return by_name[attack_at]
+    return by_name[max(rows, key=lambda r: r["taf"]["mean"])["cell"]["name"]]
+
+
+def run_cells(study: Study, names: list[str], attack_at: str | None) -> tuple[list[dict[str, Any]], Cell | None]:
+    """The named cells in order, then the attack-strength cells among ``names`` at :func:`attack_centre` (which
+    is returned; ``None`` when no attack cell ran)."""
+    by_name = {c.name: c for c in CELLS}
+    rows = [study.run_cell(by_name[name]) for name in names if name in by_name]
+    wanted_attacks = [c for c in names if c in DERIVED]
+    if not (wanted_attacks and (rows or attack_at)):
+        return rows, None
+    best = attack_centre(rows, attack_at)
+    log(f"attack strength at {best.name}")
+    attacks = {c.name: c for c in attack_cells(best)}
+    return rows + [study.run_cell(attacks[name]) for name in wanted_attacks], best
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sizes = claims.QUICK if args.quick else claims.FULL
+    work: Path = args.work or ROOT / "runs" / ("regimes_quick" if args.quick else "claims")
+    out_json: Path = args.out or ROOT / "benchmarks" / "results" / f"regimes{'_quick' if args.quick else ''}.json"
+    work.mkdir(parents=True, exist_ok=True)
+    study = Study(
+        work,
+        sizes,
+        seeds=args.seeds or (2 if args.quick else 3),
+        cam_clips=args.cam_clips or (16 if args.quick else 512),
+        cell_seeds=parse_cell_seeds(args.cell_seeds, [c.name for c in CELLS] + list(DERIVED)),
+    )
+    t0 = time.perf_counter()
+    rows, best = run_cells(study, args.cells, args.attack_at)
     result = {
         "quick": args.quick,
         "work": str(work),
         "sizes": dataclasses.asdict(sizes),
         "decay_after": sizes.decay_after,
-        "seeds": seeds,
-        "cam_clips": cam_clips,
+        "seeds": study.seeds,
+        "cam_clips": study.cam_clips,
         "attack_at": None if best is None else best.name,
         "attack_at_chosen": "given (--attack-at)" if args.attack_at else "largest TAF - plain among the cells run",
-        "baselines": {k: v["calibration"] for k, v in bases.items()},
-        "cam": cam,
+        "baselines": {k: v["calibration"] for k, v in study.bases.items()},
+        "cam": study.cam,
         "cells": rows,
         "timings": {"total_s": time.perf_counter() - t0},
     }

@@ -78,17 +78,31 @@ def test_table1_rows_follow_their_protocol(ds, stem, frames):
 
 
 def test_synthetic_configs_match_the_demo():
-    from videotaf.cli.demo import FULL, baseline_config
+    """``configs/synthetic/tsm_tiny*.yaml`` are the demo's full recipe written out for the command line: the same
+    config but for the paths and how progress is shown, the same data (its ``videotaf data synth`` line) and the
+    same fine-tunes, so the recipe and the files cannot drift apart."""
+    from videotaf.cli.demo import FULL
     from videotaf.config import config_to_dict
     from videotaf.engine.finetune import finetune_config
+    from videotaf.engine.recipes import baseline_config, synth_settings
 
-    yaml_cfg = load_config(CONFIGS / "synthetic" / "tsm_tiny.yaml")
+    path = CONFIGS / "synthetic" / "tsm_tiny.yaml"
+    yaml_cfg = load_config(path)
     demo = baseline_config(FULL, yaml_cfg.data.root, yaml_cfg.runtime.output_dir)
     a, b = config_to_dict(yaml_cfg), config_to_dict(demo)
+    # Display only: the file shows a progress bar on a terminal, the demo prints lines.
     a["runtime"]["progress"] = b["runtime"]["progress"] = a["runtime"]["log_every"] = b["runtime"]["log_every"] = 0
     assert a == b
+    synth_line = next(line for line in path.read_text().splitlines() if "videotaf data synth" in line).split()
+    flags = dict(zip(synth_line[synth_line.index("--out") :: 2], synth_line[synth_line.index("--out") + 1 :: 2]))
+    want = synth_settings(FULL)
+    assert flags["--out"] == yaml_cfg.data.root and int(flags.get("--seed", 0)) == want["seed"]
+    assert (int(flags["--classes"]), int(flags["--frames"]), int(flags["--size"])) == (
+        want["num_classes"], want["num_frames"], want["size"]
+    )  # fmt: skip
+    assert (int(flags["--train-per-class"]), int(flags["--val-per-class"])) == (
+        want["train_per_class"], want["val_per_class"]
+    )  # fmt: skip
     taf = load_config(CONFIGS / "synthetic" / "tsm_tiny_taf.yaml")
-    demo_taf = finetune_config(
-        demo, "ckpt.pt", "taf", epochs=FULL.finetune_epochs, decay_after=FULL.finetune_decay_after
-    )
+    demo_taf = finetune_config(demo, "ckpt.pt", "taf", epochs=FULL.finetune_epochs, decay_after=FULL.decay_after)
     assert taf.optim == demo_taf.optim and taf.adversarial == demo_taf.adversarial

@@ -43,7 +43,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert taf["adversarial"]["cam_layer"] == results["size"]["cam_layer"] == "backbone.layer2"  # 4x4 at 32 px
     for run in ("baseline", "plain", "taf"):
         records = (out / run / "metrics.jsonl").read_text().splitlines()
-        assert len(records) == results["size"]["base_epochs" if run == "baseline" else "finetune_epochs"]
+        assert len(records) == results["size"]["epochs" if run == "baseline" else "finetune_epochs"]
         assert (out / run / "checkpoints" / "last.pt").is_file()
     taf_metrics = [json.loads(x) for x in (out / "taf" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["train_loss_adv"] is not None for r in taf_metrics)
@@ -79,9 +79,10 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
 
     # the synthesised data is reused too (same settings)
     stamp = (out / "data" / "synth_meta.json").stat().st_mtime_ns
-    from videotaf.cli.demo import QUICK, _ensure_data
+    from videotaf.cli.demo import QUICK
+    from videotaf.engine.recipes import ensure_synthetic_data
 
-    _ensure_data(out / "data", QUICK, 0)
+    ensure_synthetic_data(out / "data", QUICK)
     assert (out / "data" / "synth_meta.json").stat().st_mtime_ns == stamp
 
 

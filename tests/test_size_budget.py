@@ -22,18 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_STATEMENTS = 50
 MAX_PARAMS = 8
 
-# Functions over budget in files other branches are changing now (issue 23); the lead removes an entry once its
-# function is split after the merge. A reason that is not about another branch goes on the def line instead.
-_OTHER_BRANCH = "owned by another branch, to split after merge"
-RECORDED: dict[tuple[str, str], str] = {
-    ("benchmarks/claims.py", "main"): _OTHER_BRANCH,
-    ("benchmarks/claims.py", "verdicts"): _OTHER_BRANCH,
-    ("benchmarks/claims.py", "markdown"): _OTHER_BRANCH,
-    ("benchmarks/claims.py", "parse_args"): _OTHER_BRANCH,
-    ("benchmarks/regimes.py", "main"): _OTHER_BRANCH,
-    # The demo's baseline recipe moves with item 2.
-    ("src/videotaf/cli/demo.py", "run_demo"): _OTHER_BRANCH,
-}
+# Functions over budget while another branch is changing their file, keyed by (path, name); the entry goes once the
+# function is split after the merge. Empty since issue 23: a lasting reason goes on the def line instead.
+RECORDED: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

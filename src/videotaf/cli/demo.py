@@ -21,9 +21,10 @@ analysis commands work on them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,40 +34,18 @@ import torch
 from videotaf.analysis.figures import cam_figure, cam_rows
 from videotaf.analysis.render import interval, number
 from videotaf.analysis.stats import compare_methods
-from videotaf.config import Config, config_from_dict
+from videotaf.config import Config
 from videotaf.data import build_dataset
-from videotaf.data.synth import synthesize
 from videotaf.engine.builders import load_model
 from videotaf.engine.evaluate import read_class_subset, split_metrics
 from videotaf.engine.finetune import cam_map_size, finetune_config, finetune_lr
+from videotaf.engine.recipes import SyntheticRecipe, baseline_config, ensure_synthetic_data
 from videotaf.engine.train import fit_or_reuse
 
-
-@dataclass(frozen=True)
-class DemoSize:
-    """Sizes of one demo run (dataset, model input, schedule)."""
-
-    classes: int = 8
-    train_per_class: int = 32
-    val_per_class: int = 12
-    video_frames: int = 16
-    video_size: int = 64
-    crop: int = 56
-    num_frames: int = 8
-    batch_size: int = 16
-    base_epochs: int = 24
-    base_milestones: tuple[int, ...] = (20,)
-    finetune_epochs: int = 4
-    finetune_decay_after: int = 3
-    lr: float = 0.01
-    num_workers: int = 1
-    #: TA's CAM layer: at 56 px layer4's maps are 2x2, where TA's per-frame Grad-CAM has almost no spatial
-    #: pattern (the library warns below 3x3); layer3 gives 4x4 (``benchmarks/regimes.py`` measured both).
-    cam_layer: str = "backbone.layer3"
-
-
-FULL = DemoSize()
-QUICK = DemoSize(
+#: The sizes of one demo run: the synthetic baseline's recipe (dataset, model input, schedules).
+DemoSize = SyntheticRecipe
+FULL = SyntheticRecipe()  # the recipe's defaults; ``configs/synthetic/tsm_tiny.yaml`` for the command line
+QUICK = SyntheticRecipe(
     classes=4,
     train_per_class=12,
     val_per_class=6,
@@ -74,78 +53,14 @@ QUICK = DemoSize(
     video_size=32,
     crop=32,
     batch_size=8,
-    base_epochs=4,
-    base_milestones=(3,),
+    epochs=4,
+    milestones=(3,),
     finetune_epochs=2,
-    finetune_decay_after=1,
+    finetune_decay=1,
     lr=0.01,
     num_workers=0,
     cam_layer="backbone.layer2",  # 4x4 at 32 px
 )
-
-
-def baseline_config(size: DemoSize, data_root: str | Path, out_dir: str | Path, seed: int = 0) -> Config:
-    """The demo's baseline run (same values as ``configs/synthetic/tsm_tiny.yaml`` for :data:`FULL`)."""
-    return config_from_dict(
-        {
-            "model": {
-                "name": "tsm",
-                "num_classes": size.classes,
-                "num_frames": size.num_frames,
-                "options": {"depth": 18, "width": 0.25, "dropout": 0.3},
-            },
-            "data": {
-                "kind": "somethingv2",
-                "root": str(data_root),
-                "num_frames": size.num_frames,
-                "crop_size": size.crop,
-                "scale_size": size.video_size,
-                "flip": False,
-                "seed": seed,
-                "num_workers": size.num_workers,
-            },
-            "optim": {
-                "lr": size.lr,
-                "epochs": size.base_epochs,
-                "schedule": "step",
-                "milestones": list(size.base_milestones),
-                "weight_decay": 5e-4,
-                "clip_grad_norm": 20.0,
-                "batch_size": size.batch_size,
-                # The x5/x10 head LRs of the TSM protocol suit a new head on an ImageNet backbone; this
-                # backbone starts from scratch, and the larger head LRs make its loss diverge.
-                "fc_lr_mult_weight": 1.0,
-                "fc_lr_mult_bias": 1.0,
-            },
-            "adversarial": {"method": "plain", "cam_layer": size.cam_layer},
-            "runtime": {
-                "device": "cpu",
-                "seed": seed,
-                "deterministic": True,
-                "output_dir": str(out_dir),
-                "progress": "lines",
-                "log_every": 1000,
-            },
-        },
-        "demo baseline",
-    )
-
-
-def _ensure_data(root: Path, size: DemoSize, seed: int) -> Path:
-    wanted = dict(
-        num_classes=size.classes,
-        train_per_class=size.train_per_class,
-        val_per_class=size.val_per_class,
-        num_frames=size.video_frames,
-        size=size.video_size,
-        seed=seed,
-    )
-    meta = root / "synth_meta.json"
-    if meta.is_file():
-        settings = json.loads(meta.read_text()).get("settings", {})
-        if all(settings.get(k) == v for k, v in wanted.items()):
-            return root
-    return synthesize(root, **wanted)
 
 
 def _row(run_dir: Path, cfg: Config) -> dict[str, Any]:
@@ -236,18 +151,76 @@ def _cam_figures(out: Path, runs: dict[str, Path], cfg: Config, count: int = 2) 
     return written
 
 
+def _train(out: Path, size: SyntheticRecipe, base_cfg: Config, subset: list[str], overwrite: bool) -> dict[str, Any]:
+    """The baseline, then its ``plain`` and ``taf`` fine-tunes (each reused when there); returns per run name its
+    directory (``runs``), config (``cfgs``) and wall time (``timings``)."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    print(f"[demo] training the TSM baseline for {size.epochs} epochs", flush=True)
+    _, what = fit_or_reuse(base_cfg, overwrite=overwrite, subset_classes=subset)
+    if what != "trained":
+        print(f"[demo] baseline: {what} {base_cfg.runtime.output_dir}", flush=True)
+    timings["baseline_s"] = time.perf_counter() - t
+    start = out / "baseline" / "checkpoints" / "last.pt"
+    runs = {"baseline": out / "baseline"}
+    cfgs = {"baseline": base_cfg}
+    for method in ("plain", "taf"):
+        t = time.perf_counter()
+        print(f"[demo] fine-tuning with {method} for {size.finetune_epochs} epochs", flush=True)
+        cfg = finetune_config(
+            base_cfg,
+            start,
+            method,
+            epochs=size.finetune_epochs,
+            decay_after=size.decay_after,
+            output_dir=out / method,
+            lr=finetune_lr(start, "auto", base_cfg.optim.lr)[0],  # the LR the baseline ended with (Sec. 4.1)
+        )
+        _, what = fit_or_reuse(cfg, overwrite=overwrite, subset_classes=subset)
+        if what != "trained":
+            print(f"[demo] {method}: {what} {cfg.runtime.output_dir}", flush=True)
+        timings[f"{method}_s"] = time.perf_counter() - t
+        runs[method], cfgs[method] = out / method, cfg
+    return {"runs": runs, "cfgs": cfgs, "timings": timings}
+
+
+def _evaluate(out: Path, trained: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The table's rows (:func:`_row` of each run) and the CAM figures of the two fine-tunes."""
+    runs, cfgs = trained["runs"], trained["cfgs"]
+    rows = {
+        {"baseline": "TSM baseline", "plain": "+ plain fine-tune", "taf": "+ TAF fine-tune"}[k]: _row(p, cfgs[k])
+        for k, p in runs.items()
+    }
+    figures = _cam_figures(out, {"plain": runs["plain"], "TAF": runs["taf"]}, cfgs["baseline"])
+    return rows, figures
+
+
+def _summarise(rows: dict[str, dict[str, Any]], trained: dict[str, Any], subset: list[str]) -> dict[str, Any]:
+    """Print the table, TAF - plain with its CI and the regime line; the parts of ``results.json`` they make."""
+    runs, class_count = trained["runs"], trained["cfgs"]["baseline"].model.num_classes
+    table = format_table(rows)
+    print("\n" + table + "\n", flush=True)
+    print(f"[demo] long-term classes: {len(subset)} of {class_count}; accuracies in %, gap = train - val top-1")
+    versus = taf_vs_plain(runs["taf"], runs["plain"], subset)
+    print(f"[demo] {versus['line']}", flush=True)
+    regime = regime_line(trained["cfgs"]["taf"])
+    print(f"[demo] {regime}", flush=True)
+    return {"taf_vs_plain": versus, "regime": regime, "table": table}
+
+
 def run_demo(
     out: str | Path = "demo_runs",
     *,
     quick: bool = False,
     seed: int = 0,
-    size: DemoSize | None = None,
+    size: SyntheticRecipe | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (``data/``, ``baseline/``, ``plain/``, ``taf/``, ``results.json``).
 
     Runs already in ``out`` with the same settings are reused (an interrupted one resumes); runs made with
-    other settings are refused unless ``overwrite``.
+    other settings are refused unless ``overwrite``, and so is a dataset synthesised with other settings.
+    ``seed`` is the data generator's, the data order's and the runs' seed.
 
     Returns the results dict (also written to ``out/results.json``): per model top-1, top-5, long-term top-1,
     train top-1 and gap, plus timings and the sizes used.
@@ -255,78 +228,38 @@ def run_demo(
     size = size or (QUICK if quick else FULL)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    data_root = _ensure_data(out / "data", size, seed)
-    timings["synthesize_s"] = time.perf_counter() - t0
+    data_root = ensure_synthetic_data(out / "data", dataclasses.replace(size, data_seed=seed), overwrite=overwrite)
+    timings: dict[str, float] = {"synthesize_s": time.perf_counter() - t0}
     print(
         f"[demo] dataset: {data_root} ({size.classes} classes, {size.train_per_class}/{size.val_per_class} "
         f"train/val clips per class)",
         flush=True,
     )
-
     base_cfg = baseline_config(size, data_root, out / "baseline", seed)
     labels = json.loads((data_root / "something-something-v2-labels.json").read_text())
-    class_names = sorted(labels, key=lambda name: int(labels[name]))
-    subset = read_class_subset(data_root / "long_term_classes.txt", class_names)
-
+    subset = read_class_subset(data_root / "long_term_classes.txt", sorted(labels, key=lambda n: int(labels[n])))
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(min(2, prev_threads))
     try:
+        trained = _train(out, size, base_cfg, subset, overwrite)
         t = time.perf_counter()
-        print(f"[demo] training the TSM baseline for {size.base_epochs} epochs", flush=True)
-        _, what = fit_or_reuse(base_cfg, overwrite=overwrite, subset_classes=subset)
-        if what != "trained":
-            print(f"[demo] baseline: {what} {base_cfg.runtime.output_dir}", flush=True)
-        timings["baseline_s"] = time.perf_counter() - t
-        start = out / "baseline" / "checkpoints" / "last.pt"
-        runs = {"baseline": out / "baseline"}
-        cfgs = {"baseline": base_cfg}
-        for method in ("plain", "taf"):
-            t = time.perf_counter()
-            print(f"[demo] fine-tuning with {method} for {size.finetune_epochs} epochs", flush=True)
-            cfg = finetune_config(
-                base_cfg,
-                start,
-                method,
-                epochs=size.finetune_epochs,
-                decay_after=size.finetune_decay_after,
-                output_dir=out / method,
-                lr=finetune_lr(start, "auto", base_cfg.optim.lr)[0],  # the LR the baseline ended with (Sec. 4.1)
-            )
-            _, what = fit_or_reuse(cfg, overwrite=overwrite, subset_classes=subset)
-            if what != "trained":
-                print(f"[demo] {method}: {what} {cfg.runtime.output_dir}", flush=True)
-            timings[f"{method}_s"] = time.perf_counter() - t
-            runs[method], cfgs[method] = out / method, cfg
-        t = time.perf_counter()
-        rows = {
-            {"baseline": "TSM baseline", "plain": "+ plain fine-tune", "taf": "+ TAF fine-tune"}[k]: _row(p, cfgs[k])
-            for k, p in runs.items()
-        }
-        figures = _cam_figures(out, {"plain": runs["plain"], "TAF": runs["taf"]}, base_cfg)
-        timings["evaluate_s"] = time.perf_counter() - t
+        rows, figures = _evaluate(out, trained)
+        timings.update(trained["timings"], evaluate_s=time.perf_counter() - t)
     finally:
         torch.set_num_threads(prev_threads)
     timings["total_s"] = time.perf_counter() - t0
-
-    table = format_table(rows)
-    print("\n" + table + "\n", flush=True)
-    print(f"[demo] long-term classes: {len(subset)} of {len(class_names)}; accuracies in %, gap = train - val top-1")
-    versus = taf_vs_plain(runs["taf"], runs["plain"], subset)
-    print(f"[demo] {versus['line']}", flush=True)
-    regime = regime_line(cfgs["taf"])
-    print(f"[demo] {regime}", flush=True)
+    summary = _summarise(rows, trained, subset)
     results = {
         "models": rows,
-        "taf_vs_plain": versus,
-        "regime": regime,
+        "taf_vs_plain": summary["taf_vs_plain"],
+        "regime": summary["regime"],
         "long_term_classes": subset,
         "figures": figures,
         "timings": timings,
         "size": asdict(size),
         "seed": seed,
-        "table": table,
+        "table": summary["table"],
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"[demo] results: {out / 'results.json'}" + (f"; CAM figures: {out / 'figures'}" if figures else ""))
