@@ -50,7 +50,7 @@ from benchmarks.claims_judge import (
     verdicts,
 )
 from benchmarks.claims_plan import FULL, METHOD_ORDER, PAPER, QUICK, Sizes, arms, sweep_arms
-from benchmarks.claims_render import ci_text, fmt, markdown
+from benchmarks.claims_render import markdown
 from benchmarks.claims_run import (
     Baseline,
     Readings,
@@ -65,6 +65,7 @@ from benchmarks.claims_run import (
     train_or_reuse,
 )
 from videotaf.analysis.compare import MethodSpec
+from videotaf.analysis.render import interval, number
 from videotaf.engine.finetune import finetune_lr
 
 T = TypeVar("T")
@@ -76,10 +77,8 @@ __all__ = [
     "Sizes",
     "baseline_calibration",
     "baseline_config",
-    "ci_text",
     "compare_settings",
     "ensure_dataset",
-    "fmt",
     "main",
     "pairwise",
     "run_arms",
@@ -201,7 +200,7 @@ def finetune_readings(base: Baseline, sizes: Sizes, work: Path) -> Readings:
         out.tables[reading] = method_table(out.rows[reading])
         for label, entry in out.compared[reading]["methods"].items():
             d = entry["delta_top1"]
-            log(f"LR from the {reading}: {label} - plain {d['mean']:+.2f} pp {ci_text(d['ci95'])}: {entry['verdict']}")
+            log(f"LR from the {reading}: {label} - plain {d['mean']:+.2f} pp {interval(d['ci95'])}: {entry['verdict']}")
     return out
 
 
@@ -302,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_json(args.out, result)
     log(f"results: {args.out}")
     for v in result["verdicts"]:
-        log(f"{v['claim']}: {fmt(v['diff'], '+.3f')} {ci_text(v['ci95'], '.3f')} -> {v['verdict']}")
+        log(f"{v['claim']}: {number(v['diff'], 3, signed=True)} {interval(v['ci95'], 3)} -> {v['verdict']}")
     if not args.no_md:
         update_section("claims", markdown(result))
         log("BENCHMARKS.md claims section updated")

@@ -9,22 +9,12 @@ from benchmarks.claims_judge import HOLDS, REVERSED, UNDETECTED
 from benchmarks.claims_plan import PAPER, SETTING_NAMES
 from benchmarks.claims_run import mean, std
 from videotaf.analysis import stats
+from videotaf.analysis.render import interval, mean_sd, number
 
 
-def fmt(v: float | None, spec: str = ".1f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def pm(values: list[float], spec: str = ".1f") -> str:
-    """``mean ± std`` over seeds (just the value for one seed)."""
-    m, s = mean(values), std(values)
-    if m is None:
-        return "-"
-    return f"{m:{spec}} ± {s:{spec}}" if s is not None else f"{m:{spec}}"
-
-
-def ci_text(ci: list[float] | None, spec: str = ".2f") -> str:
-    return "n/a (1 seed)" if ci is None else f"[{ci[0]:{spec}}, {ci[1]:{spec}}]"
+def pm(values: list[float], digits: int = 1) -> str:
+    """``mean ± sd`` over seeds (just the mean for one seed)."""
+    return mean_sd(mean(values), std(values), digits, no_sd="")
 
 
 def demote(markdown_text: str, levels: int = 2) -> str:
@@ -37,8 +27,8 @@ def method_rows(table: dict[str, dict[str, Any]]) -> list[str]:
     for m, r in table.items():
         lines.append(
             f"| {m} | {pm(r['top1'])} | {pm(r['top5'])} | {pm(r['long_term_top1'])} | {pm(r['short_term_top1'])} | "
-            f"{pm(r['train_top1'])} | {pm(r['gap'])} | {pm(r['val_loss'], '.3f')} | {pm(r['train_loss'], '.3f')} | "
-            f"{fmt(r['epoch_time_s'])} |"
+            f"{pm(r['train_top1'])} | {pm(r['gap'])} | {pm(r['val_loss'], 3)} | {pm(r['train_loss'], 3)} | "
+            f"{number(r['epoch_time_s'], 1)} |"
         )
     return lines
 
@@ -91,9 +81,9 @@ def reading_lines(result: dict[str, Any]) -> list[str]:
         "| method | top-1 | top-5 | long-term top-1 | other top-1 | train top-1 | gap | val loss | train loss |"
         " s/epoch |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        f"| baseline ({sizes['epochs']} ep) | {b['top1']:.1f} | {b['top5']:.1f} | {fmt(b['long_term_top1'])} | "
-        f"{fmt(b['short_term_top1'])} | {b['train_top1']:.1f} | {b['gap']:.1f} | {b['val_loss']:.3f} | "
-        f"{b['train_loss']:.3f} | {fmt(b['epoch_time_s'])} |",
+        f"| baseline ({sizes['epochs']} ep) | {b['top1']:.1f} | {b['top5']:.1f} | {number(b['long_term_top1'], 1)} | "
+        f"{number(b['short_term_top1'], 1)} | {b['train_top1']:.1f} | {b['gap']:.1f} | {b['val_loss']:.3f} | "
+        f"{b['train_loss']:.3f} | {number(b['epoch_time_s'], 1)} |",
     ]
     lines: list[str] = []
     for reading in sizes["lr_readings"]:
@@ -131,7 +121,7 @@ def robustness_lines(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {m} | {pm(r['clean_top1'])} | "
             + " | ".join(cells)
-            + f" | {pm(r['mPC_top1'])} | {pm(r['rPC_top1'], '.3f')} |"
+            + f" | {pm(r['mPC_top1'])} | {pm(r['rPC_top1'], 3)} |"
         )
     return lines
 
@@ -170,7 +160,7 @@ def attention_lines(result: dict[str, Any]) -> list[str]:
     lines.append("")
     lines += ["| fine-tune | entropy | peak share |", "|---|---|---|"]
     for m, rs in att["finetuned"].items():
-        lines.append(f"| {m} | {pm([r['entropy'] for r in rs], '.3f')} | {pm([r['peak_share'] for r in rs], '.3f')} |")
+        lines.append(f"| {m} | {pm([r['entropy'] for r in rs], 3)} | {pm([r['peak_share'] for r in rs], 3)} |")
     return lines
 
 
@@ -192,8 +182,8 @@ def sweep_lines(result: dict[str, Any]) -> list[str]:
         paper = PAPER["alpha"].get(float(k[6:])) if k.startswith("alpha_") else PAPER["attack"].get(k)
         d = v["delta_vs_plain"]
         lines.append(
-            f"| {SETTING_NAMES[k]} | {v['mean']:.2f} | {d['mean']:+.2f} {ci_text(d['ci95'])} | "
-            f"{ci_text(v['clip_ci95'])} | {v['verdict']} | {fmt(paper)} |"
+            f"| {SETTING_NAMES[k]} | {v['mean']:.2f} | {d['mean']:+.2f} {interval(d['ci95'])} | "
+            f"{interval(v['clip_ci95'])} | {v['verdict']} | {number(paper, 1)} |"
         )
     return lines
 
@@ -214,14 +204,14 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for v in result["verdicts"]:
-        spec = ".2f" if v["unit"] == "pp" else ".3f"
-        seed_ci = "-" if v["basis"].startswith("clips") else ci_text(v["ci95"], spec)
-        clip_ci = ci_text(v["ci95"], spec) if v["basis"].startswith("clips") else (
-            ci_text(v["clip_ci95"], spec) if v["clip_ci95"] is not None else "-"
+        digits = 2 if v["unit"] == "pp" else 3
+        seed_ci = "-" if v["basis"].startswith("clips") else interval(v["ci95"], digits)
+        clip_ci = interval(v["ci95"], digits) if v["basis"].startswith("clips") else (
+            interval(v["clip_ci95"], digits) if v["clip_ci95"] is not None else "-"
         )  # fmt: skip
         lines.append(
-            f"| {v['claim']} | {v['paper']} | {fmt(v['diff'], '+' + spec)} {v['unit']} | {seed_ci} | {clip_ci} | "
-            f"{fmt(v['mdd'], '.2f')} | **{v['verdict']}** |"
+            f"| {v['claim']} | {v['paper']} | {number(v['diff'], digits, signed=True)} {v['unit']} | {seed_ci} | {clip_ci} | "
+            f"{number(v['mdd'], 2)} | **{v['verdict']}** |"
         )
     counts = {k: sum(v["verdict"] == k for v in result["verdicts"]) for k in (HOLDS, REVERSED, UNDETECTED)}
     lines += [
@@ -232,8 +222,8 @@ def verdict_lines(result: dict[str, Any]) -> list[str]:
     main = next((v for v in result["verdicts"] if v["claim"] == "TAF > equal-epoch plain fine-tune (top-1)"), None)
     if main is not None:
         lines.append(
-            f"TAF against the equal-epoch plain fine-tune: {main['diff']:+.2f} pp, 95% CI {ci_text(main['ci95'])} "
-            f"over seeds, {ci_text(main['clip_ci95'])} over clips, MDD {fmt(main['mdd'], '.2f')} pp: "
+            f"TAF against the equal-epoch plain fine-tune: {main['diff']:+.2f} pp, 95% CI {interval(main['ci95'])} "
+            f"over seeds, {interval(main['clip_ci95'])} over clips, MDD {number(main['mdd'], 2)} pp: "
             f"**{main['verdict']}**."
         )
     return lines

@@ -56,12 +56,12 @@ from torch.utils.data import DataLoader
 from benchmarks import claims, regimes
 from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.analysis.compare import MethodSpec
+from videotaf.analysis.render import interval
 from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
 from videotaf.bn import frozen_bn_stats
 from videotaf.config import Config
 from videotaf.data import build_dataset
 from videotaf.engine.builders import load_model
-from videotaf.engine.evaluate import read_class_subset
 
 SMALL_STEM = (("depth", 18), ("width", 0.25), ("stem", "small"), ("blocks", [1, 1, 2, 1]))
 IMAGENET_STEM = (("depth", 18), ("width", 0.25), ("stem", "imagenet"), ("blocks", [1, 1, 2, 1]))
@@ -229,17 +229,12 @@ def attack_strength(checkpoint: Path, cfg: Config, layer: str, clips: int, seed:
 def pool_baseline(pool: Pool, sizes: claims.Sizes, work: Path) -> dict[str, Any]:
     """The pool's data set and its from-scratch baseline (made once, reused afterwards) and its over-fitting."""
     root = claims.ensure_dataset(work, sizes, "data" if pool.data == "main" else f"data_{pool.data}")
-    labels = json.loads((root / "something-something-v2-labels.json").read_text())
-    subset = root / "long_term_classes.txt"
-    long_term = read_class_subset(subset, sorted(labels, key=lambda n: int(labels[n])))
-    cfg = claims.baseline_config(sizes, root, work / pool.name / "baseline")
-    base_dir = claims.train_or_reuse(cfg, long_term)
-    row = claims.run_row(base_dir, cfg, long_term)
+    base = claims.train_baseline(root, sizes, work / pool.name / "baseline")
     return {
-        "cfg": cfg,
-        "checkpoint": base_dir / "checkpoints" / "last.pt",
-        "subset": subset,
-        "calibration": claims.baseline_calibration(row, sizes),
+        "cfg": base.cfg,
+        "checkpoint": base.checkpoint,
+        "subset": base.subset_file,
+        "calibration": claims.baseline_calibration(base.row, sizes),
     }
 
 
@@ -356,7 +351,7 @@ def correlations(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def fmt_arm(a: dict[str, Any]) -> str:
     p = a.get("mcnemar_p")
-    return f"{regimes.fmt_delta(a)}, clips {claims.ci_text(a['clip_ci95'])}, p {p:.2g}" if p is not None else "-"
+    return f"{regimes.fmt_delta(a)}, clips {interval(a['clip_ci95'])}, p {p:.2g}" if p is not None else "-"
 
 
 def intro(result: dict[str, Any]) -> list[str]:

@@ -44,6 +44,7 @@ from benchmarks import claims
 from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.analysis.attention import analyze_attention
 from videotaf.analysis.compare import MethodSpec
+from videotaf.analysis.render import ONE_SEED, delta_ci, number
 from videotaf.data import build_dataset
 from videotaf.engine.builders import load_model
 
@@ -162,7 +163,8 @@ def cell_row(cell: Cell, result: dict[str, Any], dirs: dict[str, list[Path]], n_
 
 
 def fmt_delta(d: dict[str, Any]) -> str:
-    return f"{d['mean']:+.2f} {claims.ci_text(d['ci95'])}"
+    """``+1.25 [-0.50, 3.00]``: a difference with its seed interval (``n/a (1 seed)`` without one)."""
+    return delta_ci(d["mean"], d["ci95"], signed_ci=False, missing=ONE_SEED)
 
 
 VERDICT_SHORT = {"better": "better", "worse": "worse", "no detectable difference": "n.d."}
@@ -199,7 +201,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {cell['factor']} | {cell['level']} | {row['n_seeds']} | {row['plain_top1']['mean']:.1f} | "
             f"{'-' if gap is None else format(gap['mean'], '.1f')} | {fmt_delta(row['taf'])} | "
             f"{fmt_delta(row['ce_adv'])} | {fmt_delta(row['advprop'])} | {fmt_delta(row['taf_vs_ce_adv'])} | "
-            f"{verdicts} | {claims.fmt(row['taf']['mdd'], '.2f')} | {cam_text} |"
+            f"{verdicts} | {number(row['taf']['mdd'], 2)} | {cam_text} |"
         )
     if result.get("attack_at"):
         lines += [
@@ -324,7 +326,7 @@ class Study:
         if key not in self.cam:
             self.cam[key] = cam_statistics(b["checkpoint"], b["cfg"], CAM_LAYERS[cell.cam_map], self.cam_clips)
         t = row["taf"]
-        log(f"{cell.name}: TAF - plain {t['mean']:+.2f} {claims.ci_text(t['ci95'])} -> {t['verdict']}")
+        log(f"{cell.name}: TAF - plain {fmt_delta(t)} -> {t['verdict']}")
         return row
 
 

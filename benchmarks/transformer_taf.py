@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from benchmarks._common import BENCHMARKS_MD, ROOT, header, update_section, write_json
+from videotaf.analysis.render import mean_sd
 from videotaf.config import Config, config_from_dict
 
 METHODS = {
@@ -168,7 +169,7 @@ def verdict(diffs: list[float]) -> str:
 
 
 def pm(s: dict[str, float | None]) -> str:
-    return f"{s['mean']:.1f}" + (f" ± {s['sd']:.1f}" if s["sd"] is not None else "")
+    return mean_sd(s["mean"], s["sd"], 1, no_sd="")
 
 
 def markdown(result: dict[str, Any]) -> str:
