@@ -270,7 +270,7 @@ def test_networks_quick_runs_pools_and_the_mechanism(tmp_path: Path):
     res = json.loads((tmp_path / "networks.json").read_text())
     assert [r["pool"]["name"] for r in res["pools"]] == ["s16", "s32_crop"]
     s16, s32 = res["pools"]
-    assert list(s16["arms"]) == ["taf", "taf_mid", "taf_frac25"]
+    assert list(s16["arms"]) == ["taf", "taf_mid", "taf_frac25", "taf_random"]
     assert list(s32["arms"]) == ["taf"]
     assert s16["n_seeds"] == s32["n_seeds"] == 2
     # 32 px quick input: the small stem's last stage is 2x2 (stride 16), layer3 4x4; the ImageNet stem on the
@@ -285,6 +285,12 @@ def test_networks_quick_runs_pools_and_the_mechanism(tmp_path: Path):
         assert mech["lc_adv"] >= 0.0 and mech["ce_clean"] > 0.0
     # The correlation points are the arms with a mechanism of their own: s16 taf and taf_mid, s32_crop taf.
     assert res["correlations"]["n"] == 3 and set(res["correlations"]["r"]) >= {"train-mode top-1"}
+    # --more-seeds over the same seeds reuses every run and rewrites that arm's row in place, the others kept.
+    run_script("networks", "--quick", "--pools", "s16", "--more-seeds", "2", "--arms", "taf_random", "--work",
+               str(work), "--results", str(results))  # fmt: skip
+    again = json.loads((results / "s16.json").read_text())
+    assert list(again["arms"]) == list(s16["arms"]) and again["arms"]["taf_random"] == s16["arms"]["taf_random"]
+    assert (work / "s16" / "seeds2_taf_random" / "compare.json").is_file()
 
 
 def test_integration_step_cost_quick_times_both_trainers(tmp_path: Path):
