@@ -54,7 +54,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks import claims, regimes
-from benchmarks._common import ROOT, header, update_section, write_json
+from benchmarks._common import ROOT, command_line, header, update_section, write_json
 from videotaf.analysis.compare import MethodSpec
 from videotaf.analysis.render import interval
 from videotaf.attack import TAOptions, TemporalAdversarialAugmentation
@@ -322,6 +322,7 @@ PREDICTORS = {
     "CAM entropy": lambda r, m: m["cam"]["entropy"],
     "TA's CAM shift (TV)": lambda r, m: m["cam"]["ta_tv"],
     "baseline train - val gap": lambda r, m: r["baseline"]["gap"],
+    "baseline val top-1": lambda r, m: r["baseline"]["val_top1"],
 }
 
 
@@ -357,12 +358,13 @@ def fmt_arm(a: dict[str, Any]) -> str:
 def intro(result: dict[str, Any]) -> list[str]:
     """Commands, machine, date, the data and protocol, and each pool's wall time."""
     rows = result["pools"]
-    commands = sorted({r["command"] for r in rows if "command" in r})
+    runs = [c for r in rows for c in [r.get("command"), *r.get("more_seeds_commands", [])] if c]
+    commands = list(dict.fromkeys(runs))
     sz = rows[0]["sizes"] if rows else {}
     walls = ", ".join(f"{r['pool']['name']} {r['wall_s'] / 60:.0f} min" for r in rows)
     return [
-        "Commands as run, before `benchmarks` became a package (today: `python -m benchmarks.networks ...`); each "
-        "pool's JSON was last written by one of them, then `--report` joined them: "
+        "Commands as run (the `python benchmarks/networks.py` ones before `benchmarks` became a package; today "
+        "`python -m benchmarks.networks ...`), each pool's JSON written by them, then `--report` joined them: "
         + "; ".join(f"`{c}`" for c in commands)
         + "  ",
         header().split("  \n", 1)[1].rstrip("\n"),
@@ -462,6 +464,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in args.pools or list(POOLS):
         if args.more_seeds:
             row = add_seeds(POOLS[name], sizes, work, args.more_seeds, args.arms, results / f"{name}.json")
+            row.setdefault("more_seeds_commands", []).append(command_line())
         else:
             row = run_pool(POOLS[name], sizes, work, seeds, clips)
         write_json(results / f"{name}.json", row)
