@@ -49,11 +49,10 @@ class Sizes(SyntheticRecipe):
     sweep: bool = True
     corruptions: tuple[str, ...] = ("paper",)
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
-    finetune_lr: float | None = None  # with --lr-from config: None = the baseline's base LR
     #: Both readings of Sec. 4.1's fine-tuning LR, each a ``videotaf compare`` (the first one feeds the
     #: corruption, attention and sweep questions): "checkpoint" continues at the LR the baseline was saved
     #: with, "config" restarts at the baseline's initial LR.
-    lr_readings: tuple[str, ...] = ("checkpoint", "config")
+    lr_readings: tuple[str, ...] = ("checkpoint", "config")  # the recipe's finetune_lr, if set, is "config"'s LR
     fraction: float = 0.25  # the cheaper TAF arm (adversarial.fraction); 1.0 leaves the arm out
     #: Arms of the comparisons after the first LR reading (plus the fraction arm): the LR question needs
     #: plain and TAF, the other methods are compared under the first reading.

@@ -19,6 +19,7 @@ s16_crop   as s16                                                       4x4     
 s32_crop   as s32                                                       2x2       multi-scale crop 56
 s16_d8     small stem, 8 blocks (ResNet-18 counts)                      4x4       whole frame
 s16_x2     as s16, twice the training clips (64 per class)              4x4       whole frame
+s32_x2     as s32, twice the training clips (64 per class)              2x2       whole frame
 =========  ==========================================================  ========  ==========
 
 Arms: ``plain`` (the control), ``taf`` (TA reads the last stage), and per pool extra TAF arms named in
@@ -62,28 +63,16 @@ from videotaf.bn import frozen_bn_stats
 from videotaf.config import Config
 from videotaf.data import build_dataset
 from videotaf.engine.builders import load_model
+from videotaf.engine.recipes import NETWORK_STUDY
 
-SMALL_STEM = (("depth", 18), ("width", 0.25), ("stem", "small"), ("blocks", [1, 1, 2, 1]))
+SMALL_STEM = NETWORK_STUDY.model_options
 IMAGENET_STEM = (("depth", 18), ("width", 0.25), ("stem", "imagenet"), ("blocks", [1, 1, 2, 1]))
 SMALL_STEM_D8 = (("depth", 18), ("width", 0.25), ("stem", "small"))
 
+# The study's recipe lives in the library (``videotaf.engine.recipes.NETWORK_STUDY``), where ``videotaf demo
+# --regime paying`` runs its s16_x2 pool; the claims' sizes add the comparisons' settings.
 FULL = dataclasses.replace(
-    claims.FULL,
-    classes=8,
-    train_per_class=32,
-    val_per_class=40,
-    video_frames=16,
-    video_size=64,
-    crop=64,
-    lr=0.01,
-    epochs=30,
-    milestones=(18, 25),
-    finetune_epochs=10,
-    finetune_decay=6,
-    finetune_lr=0.005,
-    train_crop="none",
-    model_options=SMALL_STEM,
-    n_boot=10000,
+    claims.FULL, **{f.name: getattr(NETWORK_STUDY, f.name) for f in dataclasses.fields(NETWORK_STUDY)}, n_boot=10000
 )
 QUICK = dataclasses.replace(
     claims.QUICK,
@@ -165,6 +154,14 @@ POOLS = {
             data="x2",
             extra=("taf_frac25", "ce_adv", "advprop", "taf_random"),
         ),
+        # The control for s16_x2: does a baseline that has learned the task make TAF pay with a 2x2 last stage?
+        Pool(
+            "s32_x2",
+            "stride 32 (2x2), 5 blocks, whole frame, 64/class",
+            IMAGENET_STEM,
+            data="x2",
+            extra=("advprop",),
+        ),
     )
 }
 
@@ -243,6 +240,7 @@ def arm_row(entry: dict[str, Any]) -> dict[str, Any]:
     row = regimes.delta(entry)
     row["mcnemar_p"] = entry["mcnemar"]["p_value"]
     row["n_seeds"] = entry["delta_top1"]["n"]
+    row["per_seed"] = entry["delta_top1"]["per_seed"]
     return row
 
 

@@ -93,3 +93,95 @@ def test_format_table_aligns_columns():
     lines = format_table({"a": row, "bb": {**row, "long_term_top1": 12.5}}).splitlines()
     assert len({len(x) for x in lines}) == 1
     assert "  50.0" in lines[2] and "-" in lines[2] and "12.5" in lines[3]
+
+
+@pytest.mark.slow
+def test_demo_paying_regime_quick_runs_seeds_as_a_comparison(tmp_path, capsys):
+    """``--regime paying`` trains the study's stride-16 network on whole frames and its fine-tunes over paired seeds
+    as ``videotaf compare`` does; a larger ``--seeds`` trains only the new seed."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--regime", "paying", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["regime_name"] == "paying" and results["seeds"] == 2
+    assert "stride-16 small stem, whole frame at 32 px; TA reads backbone.layer3 (4x4 maps)" in results["regime"]
+    base = yaml.safe_load((out / "baseline" / "config.yaml").read_text())
+    assert base["model"]["options"]["stem"] == "small" and base["data"]["train_crop"] == "none"
+
+    compare = json.loads((out / "compare" / "compare.json").read_text())
+    runs = out / "compare" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["plain_seed0", "plain_seed1", "taf_seed0", "taf_seed1"]
+    # The printed difference is the comparison's: the mean over seeds of the paired seed differences.
+    top1 = {r: json.loads((runs / r / "eval.json").read_text())["top1"] for r in ("plain_seed0", "plain_seed1")}
+    top1.update({r: json.loads((runs / r / "eval.json").read_text())["top1"] for r in ("taf_seed0", "taf_seed1")})
+    mean = ((top1["taf_seed0"] - top1["plain_seed0"]) + (top1["taf_seed1"] - top1["plain_seed1"])) / 2
+    d = compare["methods"]["taf"]["delta_top1"]
+    assert d["n"] == 2 and d["mean"] == pytest.approx(mean)
+    assert results["taf_vs_plain"]["line"] in printed and "over 2 paired seeds" in results["taf_vs_plain"]["line"]
+    # Both fine-tunes restart at the recipe's LR (--lr-from config) with the same optimiser settings.
+    plain = yaml.safe_load((runs / "plain_seed0" / "config.yaml").read_text())
+    taf = yaml.safe_load((runs / "taf_seed0" / "config.yaml").read_text())
+    assert plain["optim"] == taf["optim"] and plain["optim"]["lr"] == results["size"]["finetune_lr"] == 0.005
+    assert taf["adversarial"]["method"] == "taf"
+    # The table and the report stand on the seed-0 runs.
+    assert f"videotaf report {out / 'baseline'} {runs / 'plain_seed0'} {runs / 'taf_seed0'}" in printed
+    assert results["models"]["+ TAF fine-tune"]["top1"] == top1["taf_seed0"]
+
+    # A third seed trains only the new runs.
+    stamps = {p.name: (p / "checkpoints" / "last.pt").stat().st_mtime_ns for p in runs.iterdir()}
+    assert main(["demo", "--regime", "paying", "--quick", "--seeds", "3", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "adding seeds to the 2-seed comparison" in err and "{'train': 2, 'resume': 0, 'reuse': 4}" in err
+    assert {p.name: (p / "checkpoints" / "last.pt").stat().st_mtime_ns for p in runs.iterdir() if p.name in stamps} == (
+        stamps
+    )
+    assert (
+        json.loads((out / "results.json").read_text())["taf_vs_plain"]["compare"]["methods"]["taf"]["delta_top1"]["n"]
+        == 3
+    )
+
+
+def test_demo_refuses_an_unknown_regime_and_no_seeds(tmp_path):
+    from videotaf.cli.demo import run_demo
+    from videotaf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--regime expects one of minutes, paying"):
+        run_demo(tmp_path / "d", regime="fast")
+    with pytest.raises(ConfigError, match="--seeds expects an int >= 1, got 0"):
+        run_demo(tmp_path / "d", seeds=0)
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+
+
+def test_paying_regime_is_the_network_study_pool_where_taf_paid():
+    """The demo's paying recipe is the s16_x2 pool of ``benchmarks/networks.py``, field for field, so the demo
+    reruns the study's first seeds rather than an approximation of them."""
+    import dataclasses
+
+    from benchmarks import networks
+
+    from videotaf.engine.recipes import PAYING, SyntheticRecipe
+
+    pool = networks.POOLS["s16_x2"].sizes(networks.FULL)
+    for f in dataclasses.fields(SyntheticRecipe):
+        assert getattr(PAYING, f.name) == getattr(pool, f.name), f.name
+    assert PAYING.train_per_class == 2 * networks.FULL.train_per_class == 64
+
+
+def test_seeds_line_reads_the_comparison():
+    import numpy as np
+
+    from videotaf.analysis.render import verdict_cell
+    from videotaf.analysis.stats import compare_methods
+    from videotaf.cli.demo import seeds_line
+
+    labels = np.zeros(20, dtype=bool)
+    plain = [labels.copy(), labels.copy()]
+    taf = [labels.copy(), labels.copy()]
+    taf[0][:2] = True  # +10 pp on seed 0
+    taf[1][:4] = True  # +20 pp on seed 1
+    result = compare_methods({"plain": plain, "taf": taf}, "plain", n_boot=200)
+    line = seeds_line(result)
+    # Seed differences 10 and 20 pp: mean 15, sd 7.071, Student t(0.975, 1) = 12.706 -> 15 +- 63.53.
+    assert line.startswith("TAF - plain: +15.00 pp, 95% CI [-48.53, +78.53] over 2 paired seeds, [")
+    assert "over 20 clips (paired bootstrap)" in line
+    assert line.endswith(": " + verdict_cell(result["methods"]["taf"]))

@@ -2,20 +2,23 @@
 
 1. Synthesise the long-term-motion dataset (:func:`videotaf.data.synth.synthesize`, SSv2 layout): classes that
    share their salient first motion differ only in a later, quieter phase (the paper's Figure 1 situation).
-2. Train a small TSM baseline (``build("tsm", C, 8, depth=18, width=0.25)`` at a small crop) from scratch.
-3. Fine-tune it twice for the same number of epochs with the paper's protocol (LR x0.1 for the last part,
-   Sec. 4.1, :func:`videotaf.engine.finetune.finetune_config`): ``plain`` (the equal-epoch control) and ``taf``
-   (Eq. 7 with TA, Eq. 6, and dual BN).
+2. Train a small TSM baseline (depth 18 at 1/4 width) from scratch.
+3. Fine-tune it for the same number of epochs with the paper's protocol (LR x0.1 for the last part, Sec. 4.1,
+   :func:`videotaf.engine.finetune.finetune_config`): ``plain`` (the equal-epoch control) and ``taf`` (Eq. 7 with
+   TA, Eq. 6, and dual BN); once each, or over several paired seeds as ``videotaf compare`` runs them.
 4. Evaluate (1 clip, centre crop): top-1, top-5, top-1 on the long-term classes, top-1 on the training split
-   and the train-minus-val gap (the paper's over-fitting discussion); print them side by side and write
-   ``results.json``, and Grad-CAM figures (Fig. 1 / 6) comparing the two fine-tunes on long-term validation
-   clips: ``OUT/figures/cam_val<clip index>.png``, beside the runs, where ``videotaf report OUT/baseline
-   OUT/plain OUT/taf`` finds and shows them (it looks in the ``figures/`` folder next to the run directories).
+   and the train-minus-val gap (the paper's over-fitting discussion); print them side by side with TAF - plain
+   and its CI, write ``results.json``, and Grad-CAM figures (Fig. 1 / 6) comparing the two fine-tunes on
+   long-term validation clips (``OUT/figures/cam_val<clip index>.png``, where ``videotaf report`` of the runs
+   finds and shows them: it looks in the ``figures/`` folder next to the run directories).
 
-Full mode is sized for about 10 minutes on 2 CPU cores, ``--quick`` for about 2 minutes (a smoke test; its
-numbers are not meaningful). The run directories under ``OUT`` are ordinary engine runs
-(``config.yaml``, ``metrics.jsonl``, checkpoints, ``eval.json``), so ``videotaf eval`` / ``export`` and the
-analysis commands work on them.
+Two regimes (:data:`REGIMES`): ``minutes`` (the default: a stride-32 TSM at a 56 px multi-scale crop, about 4
+minutes on 2 CPU cores, one seed; it shows the method running, and on this data TAF does not beat plain there)
+and ``paying`` (the network study's one regime where TAF beat plain detectably, :data:`~videotaf.engine.recipes.
+PAYING`: a stride-16 TSM on whole 64 px frames, 64 training clips per class, two seeds, about an hour).
+``--quick`` shrinks either to a smoke test whose numbers mean nothing. The run directories under ``OUT`` are
+ordinary engine runs (``config.yaml``, ``metrics.jsonl``, checkpoints, ``eval.json``), so ``videotaf eval`` /
+``export`` and the analysis commands work on them.
 """
 
 from __future__ import annotations
@@ -31,15 +34,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from videotaf.analysis.compare import CompareSettings, MethodSpec, plan_runs, prepare_out_dir, run_compare
 from videotaf.analysis.figures import cam_figure, cam_rows
-from videotaf.analysis.render import interval, number
+from videotaf.analysis.render import interval, number, verdict_cell
 from videotaf.analysis.stats import compare_methods
-from videotaf.config import Config
+from videotaf.config import Config, ConfigError
 from videotaf.data import build_dataset
 from videotaf.engine.builders import load_model
 from videotaf.engine.evaluate import read_class_subset, split_metrics
 from videotaf.engine.finetune import cam_map_size, finetune_config, finetune_lr
-from videotaf.engine.recipes import SyntheticRecipe, baseline_config, ensure_synthetic_data
+from videotaf.engine.recipes import PAYING, SyntheticRecipe, baseline_config, ensure_synthetic_data
 from videotaf.engine.train import fit_or_reuse
 
 #: The sizes of one demo run: the synthetic baseline's recipe (dataset, model input, schedules).
@@ -61,6 +65,17 @@ QUICK = SyntheticRecipe(
     num_workers=0,
     cam_layer="backbone.layer2",  # 4x4 at 32 px
 )
+#: ``--regime paying --quick``: the paying regime's network and view at smoke-test size.
+PAYING_QUICK = dataclasses.replace(
+    QUICK, model_options=PAYING.model_options, train_crop="none", finetune_lr=0.005, cam_layer="backbone.layer3"
+)
+#: Per regime: (full recipe, ``--quick`` recipe, default seeds). ``minutes``: the stride-32 TSM at a 56 px crop,
+#: sized for minutes, one seed (TAF - plain over clips only). ``paying``: the network study's one regime where
+#: TAF paid (:data:`videotaf.engine.recipes.PAYING`), two paired seeds, about an hour on 2 cores.
+REGIMES: dict[str, tuple[SyntheticRecipe, SyntheticRecipe, int]] = {
+    "minutes": (FULL, QUICK, 1),
+    "paying": (PAYING, PAYING_QUICK, 2),
+}
 
 
 def _row(run_dir: Path, cfg: Config) -> dict[str, Any]:
@@ -118,21 +133,31 @@ def taf_vs_plain(taf_run: Path, plain_run: Path, long_term: list[str] | None = N
 
 VIEWS = {"multiscale": "multi-scale crop", "center": "centre crop", "none": "whole frame"}
 #: What the network regime study found (BENCHMARKS.md "Where does TAF pay?"), printed with the demo's regime.
-STUDY_NOTE = (
-    "TAF beat plain fine-tuning detectably in one regime of our network study (stride-16 small-stem TSM, whole "
-    "frames, 64 training clips per class: about +4.8 pp over 3 seeds), which takes about an hour on 2 cores; this "
-    "demo is sized for minutes and shows the method running, not that gain (README 'When does TAF help?')"
-)
+STUDY_NOTES = {
+    "minutes": (
+        "TAF beat plain fine-tuning detectably in one regime of our network study (stride-16 small-stem TSM, whole "
+        "frames, 64 training clips per class: about +4.8 pp over 3 seeds), which takes about an hour on 2 cores; "
+        "this regime is sized for minutes and shows the method running, not that gain (`videotaf demo --regime "
+        "paying` runs that one; README 'When does TAF help?')"
+    ),
+    "paying": (
+        "the network study's one regime where TAF paid detectably (s16_x2: TAF - plain +4.79 pp [+3.61, +5.98] over "
+        "3 seeds; AdvProp gained more there, +10.52 [+8.57, +12.47]); the baseline learns the task (val top-1 about "
+        "57 %, chance 12.5 %) and still over-fits (README 'When does TAF help?')"
+    ),
+}
 
 
-def regime_line(cfg: Config) -> str:
-    """The regime the demo runs in: network, stem, training view, input size and the map size TA reads (Eq. 2)."""
+def regime_line(cfg: Config, regime: str = "minutes") -> str:
+    """The regime the demo runs in: network, stem, training view, input size and the map size TA reads (Eq. 2),
+    and what the network study found there (:data:`STUDY_NOTES`)."""
     name, h, w = cam_map_size(cfg)
     opts = cfg.model.options
     stem = "stride-16 small" if opts.get("stem") == "small" else "ImageNet (stride-32)"
     return (
-        f"regime: {cfg.model.name} depth {opts.get('depth')} width {opts.get('width')}, {stem} stem, "
-        f"{VIEWS[cfg.data.train_crop]} at {cfg.data.crop_size} px; TA reads {name} ({h}x{w} maps); {STUDY_NOTE}"
+        f"regime {regime}: {cfg.model.name} depth {opts.get('depth')} width {opts.get('width')}, {stem} stem, "
+        f"{VIEWS[cfg.data.train_crop]} at {cfg.data.crop_size} px; TA reads {name} ({h}x{w} maps); "
+        f"{STUDY_NOTES[regime]}"
     )
 
 
@@ -152,37 +177,91 @@ def _cam_figures(out: Path, runs: dict[str, Path], cfg: Config, count: int = 2) 
     return written
 
 
-def _train(out: Path, size: SyntheticRecipe, base_cfg: Config, subset: list[str], overwrite: bool) -> dict[str, Any]:
-    """The baseline, then its ``plain`` and ``taf`` fine-tunes (each reused when there); returns per run name its
-    directory (``runs``), config (``cfgs``) and wall time (``timings``)."""
-    timings: dict[str, float] = {}
+def _finetune_base(size: SyntheticRecipe, base_cfg: Config) -> tuple[Config, str]:
+    """The fine-tunes' base config and ``lr_from``: the LR the baseline ended with (Sec. 4.1, ``auto``) unless
+    the recipe restarts at ``finetune_lr`` (``config``)."""
+    if size.finetune_lr is None:
+        return base_cfg, "auto"
+    return dataclasses.replace(base_cfg, optim=dataclasses.replace(base_cfg.optim, lr=size.finetune_lr)), "config"
+
+
+def _baseline(size: SyntheticRecipe, base_cfg: Config, subset: list[str], overwrite: bool) -> float:
+    """Train (or reuse) the from-scratch baseline; returns its wall time (s)."""
     t = time.perf_counter()
     print(f"[demo] training the TSM baseline for {size.epochs} epochs", flush=True)
     _, what = fit_or_reuse(base_cfg, overwrite=overwrite, subset_classes=subset)
     if what != "trained":
         print(f"[demo] baseline: {what} {base_cfg.runtime.output_dir}", flush=True)
-    timings["baseline_s"] = time.perf_counter() - t
+    return time.perf_counter() - t
+
+
+def _finetune_once(out: Path, size: SyntheticRecipe, base_cfg: Config, subset: list[str], overwrite: bool) -> dict:
+    """One ``plain`` and one ``taf`` fine-tune of the baseline (``OUT/plain``, ``OUT/taf``, each reused when
+    there); returns per run name its directory (``runs``), config (``cfgs``) and wall time (``timings``)."""
     start = out / "baseline" / "checkpoints" / "last.pt"
-    runs = {"baseline": out / "baseline"}
-    cfgs = {"baseline": base_cfg}
+    base, lr_from = _finetune_base(size, base_cfg)
+    trained: dict[str, Any] = {"runs": {}, "cfgs": {}, "timings": {}}
     for method in ("plain", "taf"):
         t = time.perf_counter()
         print(f"[demo] fine-tuning with {method} for {size.finetune_epochs} epochs", flush=True)
         cfg = finetune_config(
-            base_cfg,
+            base,
             start,
             method,
             epochs=size.finetune_epochs,
             decay_after=size.decay_after,
             output_dir=out / method,
-            lr=finetune_lr(start, "auto", base_cfg.optim.lr)[0],  # the LR the baseline ended with (Sec. 4.1)
+            lr=finetune_lr(start, lr_from, base.optim.lr)[0],
         )
         _, what = fit_or_reuse(cfg, overwrite=overwrite, subset_classes=subset)
         if what != "trained":
             print(f"[demo] {method}: {what} {cfg.runtime.output_dir}", flush=True)
-        timings[f"{method}_s"] = time.perf_counter() - t
-        runs[method], cfgs[method] = out / method, cfg
-    return {"runs": runs, "cfgs": cfgs, "timings": timings}
+        trained["timings"][f"{method}_s"] = time.perf_counter() - t
+        trained["runs"][method], trained["cfgs"][method] = out / method, cfg
+    return trained
+
+
+def _finetune_seeds(out: Path, size: SyntheticRecipe, base_cfg: Config, seeds: int, overwrite: bool) -> dict:
+    """``plain`` and ``taf`` over ``seeds`` paired seeds, planned, run and scored as ``videotaf compare`` does
+    (``OUT/compare``: ``runs/<method>_seed<s>``, ``compare.json/md/png``; finished runs reused, so a larger
+    ``seeds`` trains only the new ones). The seed-0 runs stand for each method in the table, figures and report;
+    ``compare`` holds the comparison (TAF - plain with its CI over seeds and over clips)."""
+    base, lr_from = _finetune_base(size, base_cfg)
+    settings = CompareSettings(
+        checkpoint=out / "baseline" / "checkpoints" / "last.pt",
+        methods=[MethodSpec("plain", "plain"), MethodSpec("taf", "taf")],
+        seeds=seeds,
+        out_dir=out / "compare",
+        base=base,
+        epochs=size.finetune_epochs,
+        decay_after=size.decay_after,
+        lr_from=lr_from,
+        subset_classes=Path(base_cfg.data.root) / "long_term_classes.txt",
+    )
+    prepare_out_dir(settings, overwrite=overwrite)
+    plan = plan_runs(settings)
+    print(f"[demo] fine-tuning with plain and taf for {size.finetune_epochs} epochs, {seeds} seeds", flush=True)
+    t = time.perf_counter()
+    result = run_compare(settings, overwrite=overwrite, plan=plan)
+    first = {run.spec.label: run for run in plan if run.seed == 0}
+    return {
+        "runs": {label: run.run_dir for label, run in first.items()},
+        "cfgs": {label: run.cfg for label, run in first.items()},
+        "timings": {"finetunes_s": time.perf_counter() - t},
+        "compare": result,
+    }
+
+
+def seeds_line(result: dict[str, Any]) -> str:
+    """TAF - plain of a ``compare`` result over seeds, with both intervals, McNemar's p and the verdict (one line,
+    as the demo prints it)."""
+    taf = result["methods"]["taf"]
+    d = taf["delta_top1"]
+    return (
+        f"TAF - plain: {number(d['mean'], signed=True)} pp, 95% CI {interval(d['ci95'], signed=True)} over "
+        f"{d['n']} paired seeds, {interval(taf['bootstrap']['ci95'], signed=True)} over {result['n_clips']} clips "
+        f"(paired bootstrap), McNemar p = {number(taf['mcnemar']['p_value'], 4)}: {verdict_cell(taf)}"
+    )
 
 
 def _evaluate(out: Path, trained: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -200,13 +279,30 @@ def _summarise(rows: dict[str, dict[str, Any]], trained: dict[str, Any], subset:
     """Print the table, TAF - plain with its CI and the regime line; the parts of ``results.json`` they make."""
     runs, class_count = trained["runs"], trained["cfgs"]["baseline"].model.num_classes
     table = format_table(rows)
+    seeds = "" if "compare" not in trained else " (the fine-tunes' seed-0 runs)"
     print("\n" + table + "\n", flush=True)
-    print(f"[demo] long-term classes: {len(subset)} of {class_count}; accuracies in %, gap = train - val top-1")
-    versus = taf_vs_plain(runs["taf"], runs["plain"], subset)
+    print(f"[demo] long-term classes: {len(subset)} of {class_count}; accuracies in %, gap = train - val top-1{seeds}")
+    if "compare" in trained:
+        versus = {"compare": trained["compare"], "line": seeds_line(trained["compare"])}
+    else:
+        versus = taf_vs_plain(runs["taf"], runs["plain"], subset)
     print(f"[demo] {versus['line']}", flush=True)
-    regime = regime_line(trained["cfgs"]["taf"])
+    regime = regime_line(trained["cfgs"]["taf"], trained["regime"])
     print(f"[demo] {regime}", flush=True)
     return {"taf_vs_plain": versus, "regime": regime, "table": table}
+
+
+def _train(out: Path, size: SyntheticRecipe, base_cfg: Config, subset: list[str], seeds: int, overwrite: bool) -> dict:
+    """The baseline, then its fine-tunes: once each (one seed) or over ``seeds`` paired seeds."""
+    baseline_s = _baseline(size, base_cfg, subset, overwrite)
+    if seeds == 1:
+        trained = _finetune_once(out, size, base_cfg, subset, overwrite)
+    else:
+        trained = _finetune_seeds(out, size, base_cfg, seeds, overwrite)
+    trained["runs"] = {"baseline": out / "baseline", **trained["runs"]}
+    trained["cfgs"] = {"baseline": base_cfg, **trained["cfgs"]}
+    trained["timings"] = {"baseline_s": baseline_s, **trained["timings"]}
+    return trained
 
 
 def run_demo(
@@ -216,25 +312,37 @@ def run_demo(
     seed: int = 0,
     size: SyntheticRecipe | None = None,
     overwrite: bool = False,
+    regime: str = "minutes",
+    seeds: int | None = None,
 ) -> dict[str, Any]:
-    """Run the demo into ``out`` (``data/``, ``baseline/``, ``plain/``, ``taf/``, ``results.json``).
+    """Run the demo into ``out`` (``data/``, ``baseline/``, the fine-tunes, ``results.json``).
 
-    Runs already in ``out`` with the same settings are reused (an interrupted one resumes); runs made with
-    other settings are refused unless ``overwrite``, and so is a dataset synthesised with other settings.
-    ``seed`` is the data generator's, the data order's and the runs' seed.
+    ``regime`` (:data:`REGIMES`) picks the recipe (``size`` overrides it) and the default ``seeds``. With one
+    seed the fine-tunes are ``OUT/plain`` and ``OUT/taf`` and TAF - plain is scored over validation clips only;
+    with more, they run as ``videotaf compare`` in ``OUT/compare`` (seeds 0, 1, ...) and TAF - plain gets its CI
+    over seeds too. Runs already in ``out`` with the same settings are reused (an interrupted one resumes); runs
+    made with other settings are refused unless ``overwrite``, and so is a dataset synthesised with other
+    settings. ``seed`` is the data generator's, the data order's and the baseline's seed (and the one-seed
+    fine-tunes').
 
     Returns the results dict (also written to ``out/results.json``): per model top-1, top-5, long-term top-1,
-    train top-1 and gap, plus timings and the sizes used.
+    train top-1 and gap, TAF - plain, the regime, timings and the sizes used.
     """
-    size = size or (QUICK if quick else FULL)
+    if regime not in REGIMES:
+        raise ConfigError(f"--regime expects one of {', '.join(REGIMES)}, got {regime!r}")
+    full, small, default_seeds = REGIMES[regime]
+    size = size or (small if quick else full)
+    seeds = default_seeds if seeds is None else seeds
+    if seeds < 1:
+        raise ConfigError(f"--seeds expects an int >= 1, got {seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data_root = ensure_synthetic_data(out / "data", dataclasses.replace(size, data_seed=seed), overwrite=overwrite)
     timings: dict[str, float] = {"synthesize_s": time.perf_counter() - t0}
     print(
-        f"[demo] dataset: {data_root} ({size.classes} classes, {size.train_per_class}/{size.val_per_class} "
-        f"train/val clips per class)",
+        f"[demo] regime {regime}, dataset: {data_root} ({size.classes} classes, {size.train_per_class}/"
+        f"{size.val_per_class} train/val clips per class)",
         flush=True,
     )
     base_cfg = baseline_config(size, data_root, out / "baseline", seed)
@@ -243,7 +351,8 @@ def run_demo(
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(min(2, prev_threads))
     try:
-        trained = _train(out, size, base_cfg, subset, overwrite)
+        trained = _train(out, size, base_cfg, subset, seeds, overwrite)
+        trained["regime"] = regime
         t = time.perf_counter()
         rows, figures = _evaluate(out, trained)
         timings.update(trained["timings"], evaluate_s=time.perf_counter() - t)
@@ -255,6 +364,8 @@ def run_demo(
         "models": rows,
         "taf_vs_plain": summary["taf_vs_plain"],
         "regime": summary["regime"],
+        "regime_name": regime,
+        "seeds": seeds,
         "long_term_classes": subset,
         "figures": figures,
         "timings": timings,
@@ -264,7 +375,7 @@ def run_demo(
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"[demo] results: {out / 'results.json'}" + (f"; CAM figures: {out / 'figures'}" if figures else ""))
-    report_cmd = " ".join(["videotaf report", *(str(out / n) for n in ("baseline", "plain", "taf")), "--out"])
+    report_cmd = " ".join(["videotaf report", *(str(p) for p in trained["runs"].values()), "--out"])
     print(f"[demo] all on one page (loss curves, class-wise change, CAM figures): {report_cmd} {out / 'report'}")
     return results
 
@@ -274,7 +385,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="synthetic long-term-motion data: baseline, then plain vs TAF fine-tuning, side by side"
     )
-    p.add_argument("--quick", action="store_true", help="smaller run for smoke tests (~2 min on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="smaller run for smoke tests (seconds to a minute)")
+    p.add_argument(
+        "--regime",
+        choices=list(REGIMES),
+        default="minutes",
+        help="minutes (default): a stride-32 TSM sized for minutes, one seed; paying: the network study's regime "
+        "where TAF paid (stride-16 TSM, whole frames, 64 clips per class), 2 seeds, about an hour on 2 cores",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="paired fine-tuning seeds (default: 1 for minutes, 2 for paying); more than 1 runs them as "
+        "`videotaf compare` in OUT/compare and adds TAF - plain's CI over seeds; a larger number reuses the "
+        "finished seeds",
+    )
     p.add_argument("--out", type=Path, default=Path("demo_runs"), help="output directory (default demo_runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace demo runs made with other settings")
@@ -282,5 +408,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(args.out, quick=args.quick, seed=args.seed, overwrite=args.overwrite)
+    run_demo(args.out, quick=args.quick, seed=args.seed, overwrite=args.overwrite, regime=args.regime, seeds=args.seeds)
     return 0

@@ -11,6 +11,7 @@ protocol scaled down (:mod:`videotaf.engine.finetune`). :class:`SyntheticRecipe`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ class SyntheticRecipe:
     Model input: ``num_frames`` frames (TSN sampling) at ``crop`` px, ``train_crop`` the training view. The
     baseline: SGD at ``lr`` for ``epochs`` with LR x0.1 at ``milestones`` (``None``: 2/3 and 5/6 of the epochs),
     ``warmup_epochs`` of linear warm-up, validation every ``eval_every`` epochs (``None``: only after the last).
-    The fine-tunes: ``finetune_epochs`` with LR x0.1 after ``finetune_decay`` (``None``: 2/3 of the epochs).
+    The fine-tunes: ``finetune_epochs`` with LR x0.1 after ``finetune_decay`` (``None``: 2/3 of the epochs),
+    starting at ``finetune_lr`` (``None``: the LR the baseline ended with, Sec. 4.1's "continue" reading; a number
+    restarts there, ``videotaf compare --lr-from config``).
     ``cam_layer``: the layer TA's Grad-CAM reads (``adversarial.cam_layer``; ``None``: the model's own).
     """
 
@@ -55,6 +58,7 @@ class SyntheticRecipe:
     train_crop: str = "multiscale"  # the baseline's and the fine-tunes' training view (``data.train_crop``)
     milestones: tuple[int, ...] | None = (20,)
     finetune_decay: int | None = None
+    finetune_lr: float | None = None
     warmup_epochs: float = 0.0
     eval_every: int | None = 1
     #: At 56 px layer4's maps are 2x2, where TA's per-frame Grad-CAM has almost no spatial pattern (the library
@@ -75,6 +79,34 @@ class SyntheticRecipe:
         if self.finetune_decay is not None:
             return self.finetune_decay
         return max(1, round(self.finetune_epochs * 2 / 3))
+
+
+#: The network study's recipe (``benchmarks/networks.py``; BENCHMARKS.md "Where does TAF pay?"): a stride-16 TSM
+#: (3x3 stride-2 stem without max-pool, five basic blocks, width 1/4: a 4x4 last stage at 64 px) trained from
+#: scratch on whole 64 px frames, 32 training and 40 validation clips per class; fine-tunes restart at LR 0.005.
+NETWORK_STUDY = SyntheticRecipe(
+    classes=8,
+    train_per_class=32,
+    val_per_class=40,
+    video_frames=16,
+    video_size=64,
+    crop=64,
+    train_crop="none",
+    model_options=(("depth", 18), ("width", 0.25), ("stem", "small"), ("blocks", [1, 1, 2, 1])),
+    lr=0.01,
+    epochs=30,
+    milestones=(18, 25),
+    warmup_epochs=1.0,
+    eval_every=None,
+    cam_layer=None,  # the last stage, 4x4
+    finetune_epochs=10,
+    finetune_decay=6,
+    finetune_lr=0.005,
+)
+#: The one regime of the study where TAF paid detectably (its ``s16_x2`` pool: TAF - plain +4.79 pp [+3.61, +5.98]
+#: over 3 seeds): :data:`NETWORK_STUDY` with twice the training clips, so the baseline learns the task (val top-1
+#: 56.6 %, chance 12.5 %) and still over-fits (train 97.3 %).
+PAYING = dataclasses.replace(NETWORK_STUDY, train_per_class=64)
 
 
 def baseline_config(recipe: SyntheticRecipe, data_root: str | Path, out_dir: str | Path, seed: int = 0) -> Config:
