@@ -12,6 +12,7 @@ ran, and the deterministic quantities (pass floors, activation memory of the fus
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -222,6 +223,25 @@ def test_claims_quick_pipeline(tmp_path: Path):
     for table in res["methods"].values():
         for method in table.values():
             assert 0.0 <= method["mean"]["top1"] <= 100.0
+
+
+def test_claims_paying_recipe_is_the_demo_s():
+    """``--recipe paying`` runs the claims on the network study's paying regime: every recipe field is PAYING's
+    (so ``--work`` pointed at ``videotaf demo --regime paying``'s output reuses its dataset and baseline), the
+    comparisons' knobs stay the claims' own, and options given still win."""
+    from benchmarks import claims
+
+    from videotaf.engine.recipes import PAYING, SyntheticRecipe
+
+    _, sizes = claims.parse_args(["--recipe", "paying", "--seeds", "2"])
+    for f in dataclasses.fields(SyntheticRecipe):
+        assert getattr(sizes, f.name) == getattr(PAYING, f.name), f.name
+    assert sizes.seeds == 2 and sizes.corruptions == claims.FULL.corruptions
+    _, quick = claims.parse_args(["--recipe", "paying", "--quick"])
+    assert quick.model_options == PAYING.model_options and quick.train_crop == "none"
+    assert quick.video_size == claims.QUICK.video_size and quick.finetune_lr == PAYING.finetune_lr
+    _, default = claims.parse_args([])
+    assert default == claims.FULL
 
 
 @pytest.mark.slow
