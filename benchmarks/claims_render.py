@@ -42,6 +42,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_text(sizes: dict[str, Any]) -> str:
+    """The baseline network's options as written in the intro: ``depth 18 width 0.25 stem small ...``."""
+    options = sizes.get("model_options") or [["depth", 18], ["width", 0.25]]
+    return " ".join(f"{key} {value}" for key, value in options)
+
+
 def intro_lines(result: dict[str, Any]) -> list[str]:
     """The header, the data, model and protocol in one paragraph, and the baseline's calibration."""
     sizes = result["sizes"]
@@ -53,7 +59,8 @@ def intro_lines(result: dict[str, Any]) -> list[str]:
         f"{sizes['train_per_class']}/{sizes['val_per_class']} train/val clips per class "
         f"({n_val} val clips: one clip = {100 / n_val:.2f} pp), "
         f"{sizes['video_frames']} frames of {sizes['video_size']} px; {len(result['long_term_classes'])} long-term "
-        f"classes. TSM depth 18 width 0.25, {sizes['num_frames']} frames, crop {sizes['crop']}, batch "
+        f"classes. TSM {model_text(sizes)}, {sizes['num_frames']} frames, crop {sizes['crop']} "
+        f"(training view: {sizes.get('train_crop', 'multiscale')}), batch "
         f"{sizes['batch_size']}, LR {sizes['lr']}. Baseline {sizes['epochs']} epochs from scratch; every fine-tune "
         f"is a `videotaf compare` run: {sizes['finetune_epochs']} epochs from the baseline, LR x0.1 after epoch "
         f"{result['decay_after']}, alpha 0.7, eps 64/255, step 32/255, K 1, N = T, paired seeds ({sizes['seeds']} "
