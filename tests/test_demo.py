@@ -100,7 +100,7 @@ def test_demo_paying_regime_quick_runs_seeds_as_a_comparison(tmp_path, capsys):
     """``--regime paying`` trains the study's stride-16 network on whole frames and its fine-tunes over paired seeds
     as ``videotaf compare`` does; a larger ``--seeds`` trains only the new seed."""
     out = tmp_path / "demo"
-    assert main(["demo", "--regime", "paying", "--quick", "--out", str(out)]) == 0
+    assert main(["demo", "--regime", "paying", "--quick", "--seeds", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert results["regime_name"] == "paying" and results["seeds"] == 2
@@ -165,6 +165,9 @@ def test_paying_regime_is_the_network_study_pool_where_taf_paid():
     for f in dataclasses.fields(SyntheticRecipe):
         assert getattr(PAYING, f.name) == getattr(pool, f.name), f.name
     assert PAYING.train_per_class == 2 * networks.FULL.train_per_class == 64
+    from videotaf.cli.demo import REGIMES
+
+    assert REGIMES["paying"][0] is PAYING and REGIMES["paying"][2] == 3  # a seed CI needs more than 1 df
 
 
 def test_seeds_line_reads_the_comparison():
