@@ -143,8 +143,8 @@ STUDY_NOTES = {
     ),
     "paying": (
         "the network study's one regime where TAF paid detectably (s16_x2: TAF - plain +4.79 pp [+3.61, +5.98] over "
-        "3 seeds; AdvProp gained more there, +10.52 [+8.57, +12.47]); the baseline learns the task (val top-1 about "
-        "57 %, chance 12.5 %) and still over-fits (README 'When does TAF help?')"
+        "3 seeds; AdvProp gained more there, +10.52 [+8.57, +12.47]); the baseline learns the task (val top-1 57-69 % "
+        "over three trainings of this recipe, chance 12.5 %) and still over-fits (README 'When does TAF help?')"
     ),
 }
 
