@@ -68,7 +68,7 @@ from benchmarks.claims_run import (
 from videotaf.analysis.compare import MethodSpec
 from videotaf.analysis.render import interval, number
 from videotaf.engine.finetune import finetune_lr
-from videotaf.engine.recipes import PAYING
+from videotaf.engine.recipes import PAYING, on_paying_network, recipe_fields
 
 T = TypeVar("T")
 
@@ -184,14 +184,8 @@ def recipe_sizes(recipe: str, quick: bool) -> Sizes:
     if recipe == "default":
         return QUICK if quick else FULL
     if quick:
-        return dataclasses.replace(
-            QUICK,
-            model_options=PAYING.model_options,
-            train_crop=PAYING.train_crop,
-            finetune_lr=PAYING.finetune_lr,
-            cam_layer="backbone.layer3",
-        )
-    return dataclasses.replace(FULL, **{f.name: getattr(PAYING, f.name) for f in dataclasses.fields(PAYING)})
+        return on_paying_network(QUICK)
+    return dataclasses.replace(FULL, **recipe_fields(PAYING))
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Sizes]:

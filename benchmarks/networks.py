@@ -63,7 +63,7 @@ from videotaf.bn import frozen_bn_stats
 from videotaf.config import Config
 from videotaf.data import build_dataset
 from videotaf.engine.builders import load_model
-from videotaf.engine.recipes import NETWORK_STUDY
+from videotaf.engine.recipes import NETWORK_STUDY, recipe_fields
 
 SMALL_STEM = NETWORK_STUDY.model_options
 IMAGENET_STEM = (("depth", 18), ("width", 0.25), ("stem", "imagenet"), ("blocks", [1, 1, 2, 1]))
@@ -71,9 +71,7 @@ SMALL_STEM_D8 = (("depth", 18), ("width", 0.25), ("stem", "small"))
 
 # The study's recipe lives in the library (``videotaf.engine.recipes.NETWORK_STUDY``), where ``videotaf demo
 # --regime paying`` runs its s16_x2 pool; the claims' sizes add the comparisons' settings.
-FULL = dataclasses.replace(
-    claims.FULL, **{f.name: getattr(NETWORK_STUDY, f.name) for f in dataclasses.fields(NETWORK_STUDY)}, n_boot=10000
-)
+FULL = dataclasses.replace(claims.FULL, **recipe_fields(NETWORK_STUDY), n_boot=10000)
 QUICK = dataclasses.replace(
     claims.QUICK,
     classes=6,

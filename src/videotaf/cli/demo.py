@@ -43,7 +43,13 @@ from videotaf.data import build_dataset
 from videotaf.engine.builders import load_model
 from videotaf.engine.evaluate import read_class_subset, split_metrics
 from videotaf.engine.finetune import cam_map_size, finetune_config, finetune_lr
-from videotaf.engine.recipes import PAYING, SyntheticRecipe, baseline_config, ensure_synthetic_data
+from videotaf.engine.recipes import (
+    PAYING,
+    SyntheticRecipe,
+    baseline_config,
+    ensure_synthetic_data,
+    on_paying_network,
+)
 from videotaf.engine.train import fit_or_reuse
 
 #: The sizes of one demo run: the synthetic baseline's recipe (dataset, model input, schedules).
@@ -66,9 +72,7 @@ QUICK = SyntheticRecipe(
     cam_layer="backbone.layer2",  # 4x4 at 32 px
 )
 #: ``--regime paying --quick``: the paying regime's network and view at smoke-test size.
-PAYING_QUICK = dataclasses.replace(
-    QUICK, model_options=PAYING.model_options, train_crop="none", finetune_lr=0.005, cam_layer="backbone.layer3"
-)
+PAYING_QUICK = on_paying_network(QUICK)
 #: Per regime: (full recipe, ``--quick`` recipe, default seeds). ``minutes``: the stride-32 TSM at a 56 px crop,
 #: sized for minutes, one seed (TAF - plain over clips only). ``paying``: the network study's one regime where
 #: TAF paid (:data:`videotaf.engine.recipes.PAYING`), three paired seeds (with two, Student's t has one degree

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from videotaf.config import Config, config_from_dict
 from videotaf.data.synth import synthesize
@@ -107,6 +107,27 @@ NETWORK_STUDY = SyntheticRecipe(
 #: over 3 seeds): :data:`NETWORK_STUDY` with twice the training clips, so the baseline learns the task (val top-1
 #: 56.6 %, chance 12.5 %) and still over-fits (train 97.3 %).
 PAYING = dataclasses.replace(NETWORK_STUDY, train_per_class=64)
+
+
+R = TypeVar("R", bound=SyntheticRecipe)
+
+
+def recipe_fields(recipe: SyntheticRecipe) -> dict[str, Any]:
+    """Every knob of ``recipe`` by field name: ``dataclasses.replace(sizes, **recipe_fields(r))`` puts recipe ``r``
+    into an instance of a subclass (the claims' ``Sizes``) and keeps that instance's own fields."""
+    return {f.name: getattr(recipe, f.name) for f in dataclasses.fields(SyntheticRecipe)}
+
+
+def on_paying_network(recipe: R) -> R:
+    """``recipe``'s data and schedules with :data:`PAYING`'s network, training view and fine-tuning LR, for the
+    ``--quick`` versions of the paying regime: at their 32 px the last stage is 2x2, so TA reads layer3 (4x4)."""
+    return dataclasses.replace(
+        recipe,
+        model_options=PAYING.model_options,
+        train_crop=PAYING.train_crop,
+        finetune_lr=PAYING.finetune_lr,
+        cam_layer="backbone.layer3",
+    )
 
 
 def baseline_config(recipe: SyntheticRecipe, data_root: str | Path, out_dir: str | Path, seed: int = 0) -> Config:
