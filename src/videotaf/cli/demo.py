@@ -141,7 +141,7 @@ VIEWS = {"multiscale": "multi-scale crop", "center": "centre crop", "none": "who
 STUDY_NOTES = {
     "minutes": (
         "TAF beat plain fine-tuning detectably in one regime of our network study (stride-16 small-stem TSM, whole "
-        "frames, 64 training clips per class: about +4.8 pp over 3 seeds), which takes about an hour on 2 cores; "
+        "frames, 64 training clips per class: +4.8 pp [+3.6, +6.0] over 3 seeds), which takes about an hour on 2 cores; "
         "this regime is sized for minutes and shows the method running, not that gain (`videotaf demo --regime "
         "paying` runs that one; README 'When does TAF help?')"
     ),
