@@ -190,6 +190,8 @@ def test_loader_throughput_covers_every_source(tmp_path: Path, real_fixtures: Pa
     for name, r in results.items():
         assert r["frames_per_clip"] == 8, name
         assert r["raw_clips_per_s"] > 0 and r["dataset_clips_per_s"] > 0, name
+        # The one-off RGB conversion is a video-only comparison; JPEG folders have none.
+        assert (r["raw_oneoff_rgb_clips_per_s"] is None) == ("jpeg" in name), name
     assert results["synth_webm_64px"]["clips"] == 32  # 8 classes x 4 training clips, once
 
 

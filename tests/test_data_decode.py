@@ -142,3 +142,16 @@ def test_draft_request_by_hand():
     assert draft_request(240, 320, 60) == (60, 80)
     assert draft_request(320, 240, 121) is None  # 240 < 2 * 121: no reduced scale covers it
     assert draft_request(320, 240, 120) == (160, 120)
+
+
+def test_kept_rgb_converter_follows_each_videos_size_and_format(real_fixtures: Path):
+    """The per-thread converter is reused across videos of different sizes and codecs: every frame must still
+    equal PyAV's own one-off conversion of that frame."""
+    for name in ("clip_a.mp4", "clip_c.avi", "clip_a.webm", "clip_c.avi"):
+        path = real_fixtures / name
+        with av.open(str(path)) as c:
+            reference = [f.to_ndarray(format="rgb24") for _, f in zip(range(6), c.decode(video=0))]
+        got = decode_video_frames(path, [5, 0, 2])
+        for k, i in enumerate([5, 0, 2]):
+            assert got[k].shape == reference[i].shape
+            assert np.array_equal(got[k], reference[i])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from videotaf.data.errors import BadSampleError
@@ -39,6 +40,18 @@ __all__ = [
 _COUNT_CACHE: dict[tuple[str, int, int], int] = {}
 _FOLDER_CACHE: dict[str, int] = {}
 _LOCK = threading.Lock()
+# One RGB converter per thread, kept across frames and videos. ``VideoFrame.to_ndarray(format="rgb24")`` sets up
+# a fresh swscale context for every frame, which costs about as much as decoding the frame (measured per frame,
+# fresh vs kept: 1.5 vs 0.15 ms on 64 px VP9, 4.0 vs 0.9 ms on 340x256 VP9, with 0.7 and 2.8 ms to decode); a
+# kept reformatter re-creates its context only when the frame size or pixel format changes, same pixels out.
+_RGB = threading.local()
+
+
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    reformatter = getattr(_RGB, "reformatter", None)
+    if reformatter is None:
+        reformatter = _RGB.reformatter = VideoReformatter()
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 class ShortVideoError(BadSampleError):
@@ -167,7 +180,7 @@ def decode_video_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.n
         try:
             for position, frame in enumerate(container.decode(stream)):
                 if position in wanted:
-                    got[position] = frame.to_ndarray(format="rgb24")
+                    got[position] = _to_rgb(frame)
                 if position >= last:
                     break
         except av.error.FFmpegError as err:
