@@ -12,8 +12,9 @@ from videotaf.cli import main
 
 @pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path, capsys):
+    """The one-seed path (``--regime stride32``): ``OUT/plain`` and ``OUT/taf``, TAF - plain over clips."""
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert main(["demo", "--regime", "stride32", "--quick", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     printed = captured.out
     # The demo follows its own advice: TA reads a layer whose maps are at least 3x3, so no CamResolutionWarning.
@@ -73,7 +74,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
 
     # Run again: the finished runs are reused, not trained again (nor overwritten).
     last = (out / "taf" / "checkpoints" / "last.pt").stat().st_mtime_ns
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert main(["demo", "--regime", "stride32", "--quick", "--out", str(out)]) == 0
     assert (out / "taf" / "checkpoints" / "last.pt").stat().st_mtime_ns == last
     assert "reused" in capsys.readouterr().out
 
@@ -145,8 +146,8 @@ def test_demo_refuses_an_unknown_regime_and_no_seeds(tmp_path):
     from videotaf.cli.demo import run_demo
     from videotaf.config import ConfigError
 
-    with pytest.raises(ConfigError, match="--regime expects one of minutes, paying"):
-        run_demo(tmp_path / "d", regime="fast")
+    with pytest.raises(ConfigError, match="--regime expects one of fast, paying, stride32, got 'minutes'"):
+        run_demo(tmp_path / "d", regime="minutes")
     with pytest.raises(ConfigError, match="--seeds expects an int >= 1, got 0"):
         run_demo(tmp_path / "d", seeds=0)
     assert not (tmp_path / "d").exists()  # refused before anything was written
@@ -168,6 +169,37 @@ def test_paying_regime_is_the_network_study_pool_where_taf_paid():
     from videotaf.cli.demo import REGIMES
 
     assert REGIMES["paying"][0] is PAYING and REGIMES["paying"][2] == 3  # a seed CI needs more than 1 df
+
+
+@pytest.mark.slow
+def test_demo_default_regime_quick_is_the_paying_network_with_cached_frames(tmp_path, capsys):
+    """The default regime (``fast``) fine-tunes the paying network over paired seeds, 4 frames per clip, its
+    clips decoded once and kept in memory with no loader workers."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--seeds", "2", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["regime_name"] == "fast" and results["seeds"] == 2
+    assert "stride-16 small stem, whole frame at 32 px; TA reads backbone.layer3 (4x4 maps)" in results["regime"]
+    for run in ("baseline", "compare/runs/plain_seed1", "compare/runs/taf_seed1"):
+        cfg = yaml.safe_load((out / run / "config.yaml").read_text())
+        assert cfg["data"]["cache_frames"] is True and cfg["data"]["num_workers"] == 0, run
+        assert cfg["data"]["num_frames"] == cfg["model"]["num_frames"] == 4, run
+    d = json.loads((out / "compare" / "compare.json").read_text())["methods"]["taf"]["delta_top1"]
+    assert d["n"] == 2 and results["taf_vs_plain"]["line"] in capsys.readouterr().out
+
+
+def test_fast_regime_is_the_paying_recipe_at_32_px_and_4_frames():
+    """FAST differs from PAYING only where its docstring says: input size, frames, the layer TA reads (layer3:
+    4x4 at 32 px) and the frame cache without workers."""
+    import dataclasses
+
+    from videotaf.cli.demo import DEFAULT_REGIME, REGIMES
+    from videotaf.engine.recipes import FAST, PAYING, SyntheticRecipe
+
+    differ = {f.name for f in dataclasses.fields(SyntheticRecipe) if getattr(FAST, f.name) != getattr(PAYING, f.name)}
+    assert differ == {"video_size", "crop", "num_frames", "cam_layer", "num_workers", "cache_frames"}
+    assert (FAST.video_size, FAST.crop, FAST.num_frames, FAST.cam_layer) == (32, 32, 4, "backbone.layer3")
+    assert DEFAULT_REGIME == "fast" and REGIMES["fast"][0] is FAST and REGIMES["fast"][2] == 3
 
 
 def test_seeds_line_reads_the_comparison():

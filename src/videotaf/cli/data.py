@@ -118,7 +118,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _check_split(data: DataConfig, split: str, num_classes: int | None, args: argparse.Namespace) -> CheckReport:
     try:
-        dataset = build_dataset(data, split, train=False)
+        # The check decodes every clip itself; a frame cache would decode them all once more first.
+        dataset = build_dataset(dataclasses.replace(data, cache_frames=False), split, train=False)
     except AnnotationError as err:
         return CheckReport(0, 0, 0, list(err.problems), full=not args.fast)
     except (DataError, ValueError) as err:

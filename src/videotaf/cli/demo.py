@@ -12,11 +12,14 @@
    long-term validation clips (``OUT/figures/cam_val<clip index>.png``, where ``videotaf report`` of the runs
    finds and shows them: it looks in the ``figures/`` folder next to the run directories).
 
-Two regimes (:data:`REGIMES`): ``minutes`` (the default: a stride-32 TSM at a 56 px multi-scale crop, about 4
-minutes on 2 CPU cores, one seed; it shows the method running, and on this data TAF does not beat plain there)
-and ``paying`` (the network study's one regime where TAF beat plain detectably, :data:`~videotaf.engine.recipes.
-PAYING`: a stride-16 TSM on whole 64 px frames, 64 training clips per class, three seeds, about an hour).
-``--quick`` shrinks either to a smoke test whose numbers mean nothing. The run directories under ``OUT`` are
+Three regimes (:data:`REGIMES`). ``fast`` (the default): the network study's paying network (a stride-16 TSM on
+whole frames, 64 training clips per class) at 32 px with 4 frames per clip, :data:`~videotaf.engine.recipes.FAST`,
+fine-tuned over three paired seeds; it prints TAF - plain with its CI over seeds in about 5 minutes on 2 CPU
+cores, and TAF beat plain there detectably (BENCHMARKS.md "A paying regime in minutes"). ``paying``: the same
+network at the study's 64 px and 8 frames (:data:`~videotaf.engine.recipes.PAYING`), about 1.5 hours.
+``stride32``: the former default, a stride-32 TSM at a 56 px multi-scale crop, one seed, about 4 minutes; it
+shows the method running, and on this data TAF does not beat plain there.
+``--quick`` shrinks each to a smoke test whose numbers mean nothing. The run directories under ``OUT`` are
 ordinary engine runs (``config.yaml``, ``metrics.jsonl``, checkpoints, ``eval.json``), so ``videotaf eval`` /
 ``export`` and the analysis commands work on them.
 """
@@ -44,6 +47,7 @@ from videotaf.engine.builders import load_model
 from videotaf.engine.evaluate import read_class_subset, split_metrics
 from videotaf.engine.finetune import cam_map_size, finetune_config, finetune_lr
 from videotaf.engine.recipes import (
+    FAST,
     PAYING,
     SyntheticRecipe,
     baseline_config,
@@ -73,14 +77,17 @@ QUICK = SyntheticRecipe(
 )
 #: ``--regime paying --quick``: the paying regime's network and view at smoke-test size.
 PAYING_QUICK = on_paying_network(QUICK)
-#: Per regime: (full recipe, ``--quick`` recipe, default seeds). ``minutes``: the stride-32 TSM at a 56 px crop,
-#: sized for minutes, one seed (TAF - plain over clips only). ``paying``: the network study's one regime where
-#: TAF paid (:data:`videotaf.engine.recipes.PAYING`), three paired seeds (with two, Student's t has one degree
-#: of freedom and the seed interval is about 13 seed-sds wide), about an hour on 2 cores.
+#: ``--quick`` of the default regime: as ``PAYING_QUICK`` with FAST's 4 frames and frame cache.
+FAST_QUICK = dataclasses.replace(PAYING_QUICK, num_frames=4, num_workers=0, cache_frames=True)
+#: Per regime: (full recipe, ``--quick`` recipe, default seeds). ``fast`` and ``paying`` fine-tune over three
+#: paired seeds (with two, Student's t has one degree of freedom and the seed interval is about 13 seed-sds
+#: wide); ``stride32`` once (TAF - plain over clips only).
 REGIMES: dict[str, tuple[SyntheticRecipe, SyntheticRecipe, int]] = {
-    "minutes": (FULL, QUICK, 1),
+    "fast": (FAST, FAST_QUICK, 3),
     "paying": (PAYING, PAYING_QUICK, 3),
+    "stride32": (FULL, QUICK, 1),
 }
+DEFAULT_REGIME = "fast"
 
 
 def _row(run_dir: Path, cfg: Config) -> dict[str, Any]:
@@ -139,21 +146,25 @@ def taf_vs_plain(taf_run: Path, plain_run: Path, long_term: list[str] | None = N
 VIEWS = {"multiscale": "multi-scale crop", "center": "centre crop", "none": "whole frame"}
 #: What the network regime study found (BENCHMARKS.md "Where does TAF pay?"), printed with the demo's regime.
 STUDY_NOTES = {
-    "minutes": (
-        "TAF beat plain fine-tuning detectably in one regime of our network study (stride-16 small-stem TSM, whole "
-        "frames, 64 training clips per class: +4.8 pp [+3.6, +6.0] over 3 seeds), which takes about an hour on 2 cores; "
-        "this regime is sized for minutes and shows the method running, not that gain (`videotaf demo --regime "
-        "paying` runs that one; README 'When does TAF help?')"
+    "fast": (
+        "the network study's paying network and view at 32 px and 4 frames (BENCHMARKS.md 'A paying regime in "
+        "minutes': TAF - plain +3.33 pp [+0.61, +6.06] over 3 seeds when it was found; at 64 px and 8 frames, "
+        "`--regime paying`, +4.79 [+3.61, +5.98]); the baseline learns the task and still over-fits (README 'When "
+        "does TAF help?')"
     ),
     "paying": (
         "the network study's one regime where TAF paid detectably (s16_x2: TAF - plain +4.79 pp [+3.61, +5.98] over "
         "3 seeds; AdvProp gained more there, +10.52 [+8.57, +12.47]); the baseline learns the task (val top-1 57-69 % "
         "over three trainings of this recipe, chance 12.5 %) and still over-fits (README 'When does TAF help?')"
     ),
+    "stride32": (
+        "TAF did not beat plain fine-tuning on this stride-32 network in our studies; this regime shows the method "
+        "running, not a gain (`videotaf demo`'s default regime, fast, shows one; README 'When does TAF help?')"
+    ),
 }
 
 
-def regime_line(cfg: Config, regime: str = "minutes") -> str:
+def regime_line(cfg: Config, regime: str = DEFAULT_REGIME) -> str:
     """The regime the demo runs in: network, stem, training view, input size and the map size TA reads (Eq. 2),
     and what the network study found there (:data:`STUDY_NOTES`)."""
     name, h, w = cam_map_size(cfg)
@@ -317,7 +328,7 @@ def run_demo(
     seed: int = 0,
     size: SyntheticRecipe | None = None,
     overwrite: bool = False,
-    regime: str = "minutes",
+    regime: str = DEFAULT_REGIME,
     seeds: int | None = None,
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (``data/``, ``baseline/``, the fine-tunes, ``results.json``).
@@ -394,17 +405,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--regime",
         choices=list(REGIMES),
-        default="minutes",
-        help="minutes (default): a stride-32 TSM sized for minutes, one seed; paying: the network study's regime "
-        "where TAF paid (stride-16 TSM, whole frames, 64 clips per class), 3 seeds, about an hour on 2 cores",
+        default=DEFAULT_REGIME,
+        help="fast (default): the network study's paying network at 32 px and 4 frames, 3 seeds, about 5 minutes "
+        "on 2 cores; paying: the same at the study's 64 px and 8 frames, about 1.5 hours; stride32: a stride-32 "
+        "TSM where TAF does not pay, one seed, about 4 minutes",
     )
     p.add_argument(
         "--seeds",
         type=int,
         default=None,
-        help="paired fine-tuning seeds (default: 1 for minutes, 3 for paying); more than 1 runs them as "
-        "`videotaf compare` in OUT/compare and adds TAF - plain's CI over seeds; a larger number reuses the "
-        "finished seeds",
+        help="paired fine-tuning seeds (default: 3, or 1 for stride32); more than 1 runs them as `videotaf "
+        "compare` in OUT/compare and adds TAF - plain's CI over seeds; a larger number reuses the finished seeds",
     )
     p.add_argument("--out", type=Path, default=Path("demo_runs"), help="output directory (default demo_runs)")
     p.add_argument("--seed", type=int, default=0)

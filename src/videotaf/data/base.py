@@ -76,6 +76,18 @@ log = logging.getLogger(__name__)
 _SPLIT_ALIASES = {"val": "validation", "valid": "validation", "training": "train"}
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now: Linux's ``MemAvailable`` (free plus reclaimable page
+    cache), else the free physical pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def norm_split(split: str, allowed: Sequence[str]) -> str:
     """``split`` with its aliases resolved ("val" -> "validation", ...); ValueError when not in ``allowed``."""
     split = _SPLIT_ALIASES.get(split, split)
@@ -301,6 +313,7 @@ class VideoDataset(Dataset):
         self.class_source = ""
         self.flip_map: dict[int, int] = {}
         self._skips = SkipCounter()
+        self._cached: dict[int, np.ndarray] = {}  # sample index -> every frame, decoded (:meth:`cache_frames`)
 
     # ------------------------------------------------------------------ set-up for subclasses
     def _finish(self, ann: Annotations) -> None:
@@ -404,12 +417,44 @@ class VideoDataset(Dataset):
 
     def read_frames(self, index: int, indices: Sequence[int]) -> np.ndarray:
         """uint8 ``(len(indices), H, W, 3)`` frames at 0-based ``indices`` of sample ``index``."""
+        cached = self._cached.get(index)
+        if cached is not None and max(indices) < len(cached):
+            return cached[list(indices)]
         s = self.samples[index]
         if s.is_video:
             return decode_video_frames(s.path, [s.start + i for i in indices])
         need = self.decode_short_side() if self.jpeg_draft else None
         template = self.frame_template_of(index)
         return load_jpeg_frames(s.path, [s.start + i for i in indices], template, min_short_side=need)
+
+    def cache_frames(self, max_bytes: int | None = None) -> int:
+        """Decode every sample once and keep all its frames in memory, so that later reads (every epoch) skip
+        decoding; returns the bytes held. ``data.cache_frames``, for datasets that fit in RAM several times over.
+
+        The kept frames are exactly what :meth:`read_frames` decodes (a JPEG folder at the same reduced DCT
+        scale), so the clips are unchanged. A sample that fails to decode is left uncached: it fails, or is
+        skipped, when it is read, as without the cache. Before decoding past the first sample, the total is
+        projected from it (``len(dataset)`` times its size) and a ``ValueError`` names ``data.cache_frames`` when
+        that exceeds ``max_bytes`` (default: half the memory available now). Filled in the main process, the
+        cache reaches DataLoader workers through ``fork``; each DDP process holds its own copy.
+        """
+        limit = available_memory() // 2 if max_bytes is None else max_bytes
+        total = 0
+        for index in range(len(self.samples)):
+            try:
+                frames = self.read_frames(index, range(self.frame_count(index)))
+            except BadSampleError:
+                continue
+            if not self._cached and frames.nbytes * len(self.samples) > limit:
+                raise ValueError(
+                    f"data.cache_frames: {len(self.samples)} clips of about {frames.nbytes / 2**20:.1f} MiB decoded "
+                    f"(from {self.samples[index].path}) need about {frames.nbytes * len(self.samples) / 2**30:.2f} "
+                    f"GiB, more than the {limit / 2**30:.2f} GiB allowed (half the memory available); set "
+                    "data.cache_frames: false"
+                )
+            self._cached[index] = frames
+            total += frames.nbytes
+        return total
 
     def decode_short_side(self) -> int:
         """The smallest frame short side from which the crop is still a downscale, never an upscale.

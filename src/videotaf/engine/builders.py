@@ -7,6 +7,7 @@ outside the registry; the factory takes ``(num_classes, num_frames, **options)``
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -156,7 +157,8 @@ def skipped_count(dataset: Dataset) -> int | None:
 
 def validation_class_names(cfg: Config) -> list[str]:
     """The class names of the validation split of ``cfg.data`` (checked against ``model.num_classes``)."""
-    return class_names_of(build_dataset(cfg.data, cfg.data.val_split, False), cfg.model.num_classes)
+    names_only = dataclasses.replace(cfg.data, cache_frames=False)  # reads the annotations, not the clips
+    return class_names_of(build_dataset(names_only, cfg.data.val_split, False), cfg.model.num_classes)
 
 
 def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:

@@ -51,6 +51,7 @@ class SyntheticRecipe:
     epochs: int = 24
     finetune_epochs: int = 4
     num_workers: int = 1
+    cache_frames: bool = False  # decode each clip once and keep its frames in memory (``data.cache_frames``)
     data_seed: int = 0
     nuisance: float = 1.0  # the synthetic set's nuisance variation (``synthesize(nuisance=...)``)
     #: The baseline network's model options (TSM depth 18 at 1/4 width with the ImageNet stem).
@@ -107,6 +108,20 @@ NETWORK_STUDY = SyntheticRecipe(
 #: over 3 seeds): :data:`NETWORK_STUDY` with twice the training clips, so the baseline learns the task (val top-1
 #: 56.6 %, chance 12.5 %) and still over-fits (train 97.3 %).
 PAYING = dataclasses.replace(NETWORK_STUDY, train_per_class=64)
+#: ``videotaf demo``'s default regime: :data:`PAYING` at 32 px with 4 frames per clip, so that the baseline and
+#: three paired seeds of fine-tunes fit a few minutes on 2 cores. At 32 px the small stem's last stage is 2x2,
+#: so TA reads layer3 (4x4). The clips are decoded once and kept in memory (``data.cache_frames``; no loader
+#: workers): at this size decoding cost more than the network. Found by trying three cheaper versions of PAYING
+#: (BENCHMARKS.md "A paying regime in minutes"): this one kept a detectable gain.
+FAST = dataclasses.replace(
+    PAYING,
+    video_size=32,
+    crop=32,
+    num_frames=4,
+    cam_layer="backbone.layer3",
+    num_workers=0,
+    cache_frames=True,
+)
 
 
 R = TypeVar("R", bound=SyntheticRecipe)
@@ -151,6 +166,7 @@ def baseline_config(recipe: SyntheticRecipe, data_root: str | Path, out_dir: str
                 "train_crop": recipe.train_crop,
                 "seed": seed,
                 "num_workers": recipe.num_workers,
+                "cache_frames": recipe.cache_frames,
             },
             "optim": {
                 "lr": recipe.lr,
