@@ -50,10 +50,10 @@ def ensure_dataset(work: Path, sizes: Sizes, name: str = "data") -> Path:
         raise SystemExit(str(err)) from None
 
 
-def baseline_config(sizes: Sizes, data_root: Path, out_dir: Path) -> Config:
+def baseline_config(sizes: Sizes, data_root: Path, out_dir: Path, seed: int = 0) -> Config:
     """The from-scratch TSM baseline (``plain``) of the recipe in ``sizes``
-    (:func:`videotaf.engine.recipes.baseline_config`, seed 0)."""
-    return recipes.baseline_config(sizes, data_root, out_dir, seed=0)
+    (:func:`videotaf.engine.recipes.baseline_config`; ``seed``: its initial weights and data order)."""
+    return recipes.baseline_config(sizes, data_root, out_dir, seed=seed)
 
 
 def long_term_classes(data_root: Path) -> list[str]:
@@ -82,10 +82,11 @@ class Baseline:
         return self.run_dir / "checkpoints" / "last.pt"
 
 
-def train_baseline(data_root: Path, sizes: Sizes, out_dir: Path) -> Baseline:
-    """The baseline of ``sizes`` on the synthetic dataset at ``data_root`` in ``out_dir`` (reused when there)."""
+def train_baseline(data_root: Path, sizes: Sizes, out_dir: Path, seed: int = 0) -> Baseline:
+    """The baseline of ``sizes`` on the synthetic dataset at ``data_root`` in ``out_dir`` (reused when there);
+    ``seed`` 0 unless a study draws a second baseline of the same recipe."""
     long_term = long_term_classes(data_root)
-    cfg = baseline_config(sizes, data_root, out_dir)
+    cfg = baseline_config(sizes, data_root, out_dir, seed)
     run_dir = train_or_reuse(cfg, long_term)
     return Baseline(data_root, long_term, cfg, run_dir, run_row(run_dir, cfg, long_term))
 

@@ -4,7 +4,7 @@ For each source (synthetic WebM, real MP4, real WebM, real JPEG folder) the same
 frame indices) are read twice: once by a plain loop that only decodes the sampled frames with PyAV (video) or
 Pillow (JPEG) and once through the dataset (counting, sampling, decoding, crop/resize, float conversion) and a
 ``DataLoader`` (batching). The ratio dataset/raw shows the overhead of the data layer (target >= 0.9). The raw
-video loop converts to RGB with one kept ``VideoReformatter``, as the data layer does; a third timing converts
+video loop converts to RGB with one kept single-threaded ``VideoReformatter``, as the data layer does; a third timing converts
 each frame with ``frame.to_ndarray(format="rgb24")``, which builds a new swscale context per frame (what the data
 layer did before 2026-12-07), to show what keeping the converter is worth.
 
@@ -48,7 +48,7 @@ def raw_video(path: str, indices: list[int], kept: bool = True) -> list[np.ndarr
         wanted, last, got = set(indices), max(indices), {}
         for i, frame in enumerate(container.decode(stream)):
             if i in wanted:
-                rgb = _KEPT.reformat(frame, format="rgb24") if kept else frame.reformat(format="rgb24")
+                rgb = _KEPT.reformat(frame, format="rgb24", threads=1) if kept else frame.reformat(format="rgb24")
                 got[i] = rgb.to_ndarray()
             if i >= last:
                 break

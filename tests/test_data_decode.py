@@ -155,3 +155,26 @@ def test_kept_rgb_converter_follows_each_videos_size_and_format(real_fixtures: P
         for k, i in enumerate([5, 0, 2]):
             assert got[k].shape == reference[i].shape
             assert np.array_equal(got[k], reference[i])
+
+
+def _decode_in_child(path: str, queue) -> None:
+    queue.put(decode_video_frames(path, [0, 3]).sum())
+
+
+def test_decoding_in_a_forked_worker_after_the_parent_decoded(real_fixtures: Path):
+    """DataLoader workers are forked from a process that may have decoded already (a validation pass with
+    ``num_workers: 0``): the child's RGB conversion must not wait on converter threads that fork left behind
+    (it did, forever, with swscale's automatic slice threads)."""
+    import multiprocessing
+
+    path = str(real_fixtures / "clip_a.webm")
+    expected = decode_video_frames(path, [0, 3]).sum()  # the parent's converter now exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_decode_in_child, args=(path, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung converting frames to RGB")
+    assert child.exitcode == 0 and queue.get(timeout=5) == expected

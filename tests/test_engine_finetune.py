@@ -178,6 +178,10 @@ def test_the_worker_count_is_part_of_a_run_only_without_a_data_seed(tmp_path: Pa
     fit_or_reuse(seeded, datasets_fn=toy_datasets, overwrite=True)
     assert same_config(tmp_path / "r", dataclasses.replace(more, data=dataclasses.replace(more.data, seed=5)))
     assert not same_config(tmp_path / "r", dataclasses.replace(seeded, optim=dataclasses.replace(cfg.optim, lr=1.0)))
+    # The frame cache never changes a clip (tests/test_data_cache.py), with or without a data seed.
+    assert same_config(
+        tmp_path / "r", dataclasses.replace(seeded, data=dataclasses.replace(seeded.data, cache_frames=True))
+    )
     # Why that is sound: with a data seed the augmented clips do not depend on the number of workers.
     data = dataclasses.replace(seeded.data, root=str(synth_root), crop_size=12, scale_size=16, num_frames=4)
     ds = build_dataset(data, data.train_split, True)

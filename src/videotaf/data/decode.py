@@ -40,18 +40,21 @@ __all__ = [
 _COUNT_CACHE: dict[tuple[str, int, int], int] = {}
 _FOLDER_CACHE: dict[str, int] = {}
 _LOCK = threading.Lock()
-# One RGB converter per thread, kept across frames and videos. ``VideoFrame.to_ndarray(format="rgb24")`` sets up
-# a fresh swscale context for every frame, which costs about as much as decoding the frame (measured per frame,
-# fresh vs kept: 1.5 vs 0.15 ms on 64 px VP9, 4.0 vs 0.9 ms on 340x256 VP9, with 0.7 and 2.8 ms to decode); a
+# One RGB converter per thread and process, kept across frames and videos. ``VideoFrame.to_ndarray(format="rgb24")``
+# sets up a fresh swscale context for every frame, which costs about as much as decoding the frame (measured per
+# frame, fresh vs kept: 1.5 vs 0.15 ms on 64 px VP9, 4.0 vs 0.9 ms on 340x256 VP9, with 0.7 and 2.8 ms to decode); a
 # kept reformatter re-creates its context only when the frame size or pixel format changes, same pixels out.
+# Single-threaded (``threads=1``): swscale's automatic slice threads do not survive ``fork``, so a context made in
+# the main process and used in a forked DataLoader worker waits for them forever; one thread is also the faster
+# choice for frames this small (0.09 against 0.74 ms per 32 px frame), and the workers are the parallelism.
 _RGB = threading.local()
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    reformatter = getattr(_RGB, "reformatter", None)
-    if reformatter is None:
-        reformatter = _RGB.reformatter = VideoReformatter()
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+    kept = getattr(_RGB, "kept", None)
+    if kept is None or kept[0] != os.getpid():  # a forked worker makes its own
+        kept = _RGB.kept = (os.getpid(), VideoReformatter())
+    return kept[1].reformat(frame, format="rgb24", threads=1).to_ndarray()
 
 
 class ShortVideoError(BadSampleError):

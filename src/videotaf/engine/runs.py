@@ -66,6 +66,7 @@ def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     ignored = ("output_dir", "progress", "log_every", "device", "keep_cpu_memory")
     runtime = {k: v for k, v in cfg_dict["runtime"].items() if k not in ignored}
     data = dict(cfg_dict["data"])
+    data.pop("cache_frames", None)  # the kept frames are the decoded ones: the same clips, decoded once
     if data.get("seed") is not None:
         # With a data seed every clip draws its augmentation from (seed, epoch, index), so the number of decoding
         # workers changes only the speed (without one, each worker's RNG shapes the crops).
