@@ -323,3 +323,38 @@ def test_integration_step_cost_quick_times_both_trainers(tmp_path: Path):
     for row in results.values():
         assert len(row["pairs"]) == 3 and row["plain_s"] > 0 and row["taf_s"] > 0
         assert row["ratio"] == pytest.approx(row["taf_s"] / row["plain_s"])
+
+
+def test_fast_regime_candidates_are_the_paying_recipe_cheapened_as_labelled():
+    """Each candidate of ``benchmarks.fast_regime`` differs from FAST (itself PAYING at 32 px, 4 frames, tested in
+    tests/test_demo.py) only in what its label says; the winner is FAST itself, the demo's default."""
+    from benchmarks import fast_regime
+
+    from videotaf.engine.recipes import FAST
+
+    def changed(recipe) -> set[str]:
+        return {f.name for f in dataclasses.fields(FAST) if getattr(recipe, f.name) != getattr(FAST, f.name)}
+
+    (_, a32, _), (_, short, _), (_, winner, seeds) = (fast_regime.CANDIDATES[n] for n in ("A32", "E", "D32f4"))
+    assert changed(a32) == {"num_frames"} and a32.num_frames == 8
+    assert changed(short) == {"epochs", "milestones", "finetune_epochs", "finetune_decay"}
+    assert (short.epochs, short.finetune_epochs) == (20, 6)
+    assert winner is FAST and seeds == 5
+
+
+def test_fast_regime_markdown_row():
+    from benchmarks import fast_regime
+
+    row = {
+        "seeds": 3,
+        "baseline_val_top1": 65.3125,
+        "baseline_train_top1": 100.0,
+        "delta": {"mean": 3.333, "ci95": [0.61, 6.06]},
+        "clip_ci95": [1.04, 5.62],
+        "mcnemar_p": 0.0012,
+        "verdict": "better",
+        "training_minutes": 6.14,
+    }
+    text = fast_regime.markdown({"D32f4": row})
+    assert "| D32f4 | 32 px, 4 frames (`FAST`, the demo's default) | 100.0 / 65.3 | 3 | +3.33 " in text
+    assert "| 0.0012 | better | 6.1 |" in text
