@@ -68,7 +68,7 @@ from benchmarks.claims_run import (
 from videotaf.analysis.compare import MethodSpec
 from videotaf.analysis.render import interval, number
 from videotaf.engine.finetune import finetune_lr
-from videotaf.engine.recipes import PAYING, on_paying_network, recipe_fields
+from videotaf.engine.recipes import FAST, PAYING, on_paying_network, recipe_fields
 
 T = TypeVar("T")
 
@@ -152,10 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument(
         "--recipe",
-        choices=("default", "paying"),
+        choices=("default", "paying", "fast"),
         default="default",
         help="paying: the network study's regime where TAF paid (videotaf.engine.recipes.PAYING: stride-16 TSM, "
-        "whole frames, 64 clips per class, fine-tunes restarted at 0.005); the options above still apply",
+        "whole frames, 64 clips per class, fine-tunes restarted at 0.005); fast: that recipe at 32 px and 4 "
+        "frames, `videotaf demo`'s default (videotaf.engine.recipes.FAST); the options above still apply",
     )
     p.add_argument("--section", default="claims", help="the BENCHMARKS.md section to rewrite (default claims)")
     return p
@@ -180,12 +181,13 @@ def sizes_from_args(args: argparse.Namespace) -> Sizes:
 def recipe_sizes(recipe: str, quick: bool) -> Sizes:
     """:data:`FULL` or :data:`QUICK`; with ``recipe="paying"`` the baseline's and fine-tunes' recipe is the network
     study's paying regime (:data:`videotaf.engine.recipes.PAYING`; with ``quick``, its network and view at
-    :data:`QUICK`'s sizes, TA reading layer3 for 4x4 maps at 32 px)."""
+    :data:`QUICK`'s sizes, TA reading layer3 for 4x4 maps at 32 px), with ``"fast"`` the demo's default regime
+    (:data:`videotaf.engine.recipes.FAST`, the same ``quick``)."""
     if recipe == "default":
         return QUICK if quick else FULL
     if quick:
         return on_paying_network(QUICK)
-    return dataclasses.replace(FULL, **recipe_fields(PAYING))
+    return dataclasses.replace(FULL, **recipe_fields(FAST if recipe == "fast" else PAYING))
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Sizes]:

@@ -244,6 +244,13 @@ def test_claims_paying_recipe_is_the_demo_s():
     assert quick.video_size == claims.QUICK.video_size and quick.finetune_lr == PAYING.finetune_lr
     _, default = claims.parse_args([])
     assert default == claims.FULL
+    # --recipe fast: the demo's default regime, field for field (so --work pointed at `videotaf demo`'s output
+    # reuses its dataset and baseline).
+    from videotaf.engine.recipes import FAST
+
+    _, fast = claims.parse_args(["--recipe", "fast"])
+    for f in dataclasses.fields(SyntheticRecipe):
+        assert getattr(fast, f.name) == getattr(FAST, f.name), f.name
 
 
 @pytest.mark.slow
