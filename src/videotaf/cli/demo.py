@@ -14,7 +14,7 @@
 
 Three regimes (:data:`REGIMES`). ``fast`` (the default): the network study's paying network (a stride-16 TSM on
 whole frames, 64 training clips per class) at 32 px with 4 frames per clip, :data:`~videotaf.engine.recipes.FAST`,
-fine-tuned over three paired seeds; it prints TAF - plain with its CI over seeds in about 5 minutes on 2 CPU
+fine-tuned over three paired seeds; it prints TAF - plain with its CI over seeds in about 6 minutes on 2 CPU
 cores, and TAF beat plain there detectably (BENCHMARKS.md "A paying regime in minutes"). ``paying``: the same
 network at the study's 64 px and 8 frames (:data:`~videotaf.engine.recipes.PAYING`), about 1.5 hours.
 ``stride32``: the former default, a stride-32 TSM at a 56 px multi-scale crop, one seed, about 4 minutes; it
@@ -401,12 +401,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="synthetic long-term-motion data: baseline, then plain vs TAF fine-tuning, side by side"
     )
-    p.add_argument("--quick", action="store_true", help="smaller run for smoke tests (seconds to a minute)")
+    p.add_argument("--quick", action="store_true", help="toy sizes for smoke tests: minutes at most, numbers that mean nothing")
     p.add_argument(
         "--regime",
         choices=list(REGIMES),
         default=DEFAULT_REGIME,
-        help="fast (default): the network study's paying network at 32 px and 4 frames, 3 seeds, about 5 minutes "
+        help="fast (default): the network study's paying network at 32 px and 4 frames, 3 seeds, about 6 minutes "
         "on 2 cores; paying: the same at the study's 64 px and 8 frames, about 1.5 hours; stride32: a stride-32 "
         "TSM where TAF does not pay, one seed, about 4 minutes",
     )
