@@ -401,7 +401,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="synthetic long-term-motion data: baseline, then plain vs TAF fine-tuning, side by side"
     )
-    p.add_argument("--quick", action="store_true", help="toy sizes for smoke tests: minutes at most, numbers that mean nothing")
+    p.add_argument(
+        "--quick", action="store_true", help="toy sizes for smoke tests: minutes at most, numbers that mean nothing"
+    )
     p.add_argument(
         "--regime",
         choices=list(REGIMES),
