@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, header, update_section, write_json
+from videotaf.analysis.figures import read_metrics
 from videotaf.analysis.render import interval
 from videotaf.cli.demo import run_demo
 from videotaf.engine.recipes import FAST, SyntheticRecipe
@@ -43,11 +43,7 @@ CANDIDATES: dict[str, tuple[str, SyntheticRecipe, int]] = {
 
 
 def _training_minutes(run_dirs: list[Path]) -> float:
-    total = 0.0
-    for run in run_dirs:
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        total += sum(r["epoch_time_s"] for r in rows)
-    return total / 60
+    return sum(r["epoch_time_s"] for run in run_dirs for r in read_metrics(run)) / 60
 
 
 def run_candidate(name: str, recipe: SyntheticRecipe, seeds: int, work: Path) -> dict[str, Any]:
