@@ -22,6 +22,7 @@ from videotaf.config import Config
 from videotaf.engine import recipes
 from videotaf.engine.evaluate import read_class_subset, train_split_metrics
 from videotaf.engine.finetune import AttackSettings, base_config
+from videotaf.engine.logs import read_metrics
 from videotaf.engine.train import fit_or_reuse
 from videotaf.errors import OutputExistsError
 
@@ -137,7 +138,7 @@ def train_or_reuse(cfg: Config, subset: list[str]) -> Path:
 def run_row(run_dir: Path, cfg: Config, long_term: list[str]) -> dict[str, Any]:
     """One run's numbers: val top-1/top-5/loss, long-/short-term top-1, train top-1/loss, gap, epoch time."""
     ev = json.loads((run_dir / "eval.json").read_text())
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_metrics(run_dir)
     train = train_split_metrics(run_dir, cfg)
     per_class = ev.get("per_class") or {}
     short = [v for k, v in per_class.items() if k not in long_term and v is not None]

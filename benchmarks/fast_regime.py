@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, header, update_section, write_json
-from videotaf.analysis.figures import read_metrics
 from videotaf.analysis.render import interval
 from videotaf.cli.demo import run_demo
+from videotaf.engine.logs import read_metrics
 from videotaf.engine.recipes import FAST, SyntheticRecipe
 
 #: name -> (what it changes from the paying recipe, recipe, paired seeds). The names are the work directories

@@ -17,7 +17,6 @@ BENCHMARKS.md (``train_throughput_gpu`` on CUDA).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 from benchmarks._common import ROOT, header, update_section, write_json
 from videotaf.config import apply_overrides, config_from_dict
 from videotaf.data.synth import synthesize
+from videotaf.engine.logs import read_metrics
 
 MODELS = {"tsm_small": {"depth": 18, "width": 0.25}, "tsm_r50": {"depth": 50}}
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             for method in args.methods:
                 run_dir = Path(tmp) / f"{method}_{r}"
                 fit(run_config(args, data, run_dir, method))
-                last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+                last = read_metrics(run_dir)[-1]
                 best[method] = max(best.get(method, 0.0), float(last["clips_per_s"]))
                 print(f"round {r + 1} {method:8s} {last['clips_per_s']:.2f} clips/s", flush=True)
 

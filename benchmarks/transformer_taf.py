@@ -36,6 +36,7 @@ import torch
 from benchmarks._common import BENCHMARKS_MD, ROOT, header, update_section, write_json
 from videotaf.analysis.render import mean_sd
 from videotaf.config import Config, config_from_dict
+from videotaf.engine.logs import read_metrics
 
 METHODS = {
     # name: (engine method, model.options.dual_norm)
@@ -144,7 +145,7 @@ def train(cfg: Config) -> dict[str, Any]:
     if not (run / "eval.json").is_file():
         fit(cfg)
     ev = json.loads((run / "eval.json").read_text())
-    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    last = read_metrics(run)[-1]
     # fit writes config.yaml first and eval.json last: their times give the run's duration, reused or not.
     minutes = ((run / "eval.json").stat().st_mtime - (run / "config.yaml").stat().st_mtime) / 60
     return {"top1": ev["top1"], "top5": ev["top5"], "train_top1": last["train_top1"], "minutes": minutes}

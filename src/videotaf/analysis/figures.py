@@ -41,6 +41,7 @@ from videotaf.attack import (
     TemporalAdversarialAugmentation,
 )
 from videotaf.cam import Score, temporal_gradcam
+from videotaf.engine.logs import read_metrics
 
 __all__ = [
     "CamRow",
@@ -430,30 +431,6 @@ def cam_rows(  # size: keyword options of the cam command and the report's CAM e
 
 
 # ----------------------------------------------------------------------------------------- run files
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Read ``RUN/metrics.jsonl`` (or the file itself): one JSON object per line, blank lines ignored.
-
-    Raises ValueError naming the file and line of a malformed record, FileNotFoundError if it is missing.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"metrics file not found: {path}")
-    records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{lineno}: not a JSON object ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
-        records.append(obj)
-    return records
-
-
 def read_eval(path: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """Read ``RUN/eval.json`` (or the file itself, or pass a dict through); checks ``classes``/``per_class``."""
     if isinstance(path, Mapping):

@@ -37,6 +37,30 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``RUN/metrics.jsonl`` (or the file itself): one JSON object per line, blank lines ignored.
+
+    Raises ValueError naming the file and line of a malformed record, FileNotFoundError if it is missing.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics file not found: {path}")
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: not a JSON object ({err.msg})") from err
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
+        records.append(obj)
+    return records
+
+
 class MetricsLogger:
     """Appends epoch records to ``RUN/metrics.jsonl``; mirrors scalars to TensorBoard when asked and installed."""
 
